@@ -520,16 +520,26 @@ export class OperationalStateHolder {
   }
 }
 
+/** Trigger keywords that name one of two rows sharing a `(from, to)` pair (SPEC §3). */
+const ROW_KEYWORDS: readonly [string, OperationalEventType][] = [
+  ['STOP-KORA', 'stop'],
+  ['epoch', 'boot.epoch_mismatch'],
+  ['credit', 'resume.credit_refresh'],
+];
+
+/**
+ * Where two rows share a pair, the trigger's keyword picks its row; without one, the
+ * row no keyword names (booting → paused without "epoch" is a pause, paused → ready
+ * without "credit" an operator reset) — taking literally "the first row" there would
+ * make every plain pause during boot an epoch mismatch.
+ */
 function pickRow(rows: TransitionRow[], trigger: string): TransitionRow {
   if (rows.length === 1) return rows[0]!;
-  const wanted: OperationalEventType | undefined = trigger.includes('STOP-KORA')
-    ? 'stop'
-    : trigger.includes('epoch')
-      ? 'boot.epoch_mismatch'
-      : trigger.includes('credit')
-        ? 'resume.credit_refresh'
-        : undefined;
-  return rows.find((r) => r.event === wanted) ?? rows[0]!;
+  for (const [word, event] of ROW_KEYWORDS) {
+    const row = trigger.includes(word) ? rows.find((r) => r.event === event) : undefined;
+    if (row) return row;
+  }
+  return rows.find((r) => !ROW_KEYWORDS.some(([, e]) => e === r.event)) ?? rows[0]!;
 }
 
 function stripUndefined<T extends object>(obj: T): T {
