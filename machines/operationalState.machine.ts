@@ -137,7 +137,8 @@ export const operationalStateMachine = setup({
       const claimPermission: ClaimPermission =
         params.claim === 'none'
           ? 'none'
-          : (event.claimPermission ?? (params.claim === 'grant' ? 'normal' : context.claimPermission));
+          : (event.claimPermission ??
+            (params.claim === 'grant' ? 'normal' : context.claimPermission));
       return { claimPermission, degradationReasons: sortReasons(reasons) };
     }),
     countRetry: assign({

@@ -202,7 +202,12 @@ export class OperationalStateHolder {
   #snapshot: Snapshot;
   #seq = 0;
   #inFlight: InFlight | undefined;
-  readonly #stats: HolderStats = { commits: 0, rejected: 0, listenerFailures: 0, listenerTimeouts: 0 };
+  readonly #stats: HolderStats = {
+    commits: 0,
+    rejected: 0,
+    listenerFailures: 0,
+    listenerTimeouts: 0,
+  };
 
   /** @internal Use `createOperationalStateHolder`. */
   constructor(options: OperationalStateHolderOptions = {}) {
@@ -211,7 +216,11 @@ export class OperationalStateHolder {
     positiveInt(o.historySize, 'historySize');
     positiveInt(o.listenerTimeoutMs, 'listenerTimeoutMs');
     if (typeof o.now !== 'function') {
-      throw new OperationalStateInputError('now', o.now, `now must be a function, got ${quote(o.now)}`);
+      throw new OperationalStateInputError(
+        'now',
+        o.now,
+        `now must be a function, got ${quote(o.now)}`,
+      );
     }
     this.#options = o;
     this.#current = makeOperationalState(o.initial);
@@ -289,13 +298,26 @@ export class OperationalStateHolder {
     const fields = this.#transitionFields(opts);
     if (from === 'stopped') {
       this.#stats.rejected++;
-      throw new InvalidStateTransitionError(from, target, text, target === from ? 'update' : 'stop', 'stopped is final');
+      throw new InvalidStateTransitionError(
+        from,
+        target,
+        text,
+        target === from ? 'update' : 'stop',
+        'stopped is final',
+      );
     }
-    if (target === from) return this.#commit(parseEvent({ type: 'update', trigger: text, ...fields }));
+    if (target === from)
+      return this.#commit(parseEvent({ type: 'update', trigger: text, ...fields }));
     const rows = TRANSITION_TABLE.filter((r) => r.from === from && r.to === target);
     if (rows.length === 0) {
       this.#stats.rejected++;
-      throw new InvalidStateTransitionError(from, target, text, 'update', `no §9.1 row ${from} → ${target}`);
+      throw new InvalidStateTransitionError(
+        from,
+        target,
+        text,
+        'update',
+        `no §9.1 row ${from} → ${target}`,
+      );
     }
     const row = pickRow(rows, text);
     const event: Record<string, unknown> = { type: row.event, trigger: text, ...fields };
@@ -314,7 +336,11 @@ export class OperationalStateHolder {
    */
   addListener(listener: StateListener, options: AddListenerOptions = {}): () => void {
     if (typeof listener !== 'function') {
-      throw new OperationalStateInputError('listener', listener, `listener must be a function, got ${quote(listener)}`);
+      throw new OperationalStateInputError(
+        'listener',
+        listener,
+        `listener must be a function, got ${quote(listener)}`,
+      );
     }
     const entry: ListenerEntry = {
       fn: listener,
@@ -348,16 +374,23 @@ export class OperationalStateHolder {
 
   #transitionFields(opts: TransitionOptions): Record<string, unknown> {
     if (opts === null || typeof opts !== 'object') {
-      throw new OperationalStateInputError('opts', opts, `options must be an object, got ${quote(opts)}`);
+      throw new OperationalStateInputError(
+        'opts',
+        opts,
+        `options must be an object, got ${quote(opts)}`,
+      );
     }
     return stripUndefined({
       claimPermission:
         opts.claimPermission === undefined
           ? undefined
           : parseClaimPermission(opts.claimPermission, 'claimPermission'),
-      addReasons: opts.addReasons === undefined ? undefined : parseReasons(opts.addReasons, 'addReasons'),
+      addReasons:
+        opts.addReasons === undefined ? undefined : parseReasons(opts.addReasons, 'addReasons'),
       removeReasons:
-        opts.removeReasons === undefined ? undefined : parseReasons(opts.removeReasons, 'removeReasons'),
+        opts.removeReasons === undefined
+          ? undefined
+          : parseReasons(opts.removeReasons, 'removeReasons'),
       details: opts.details,
       // Event-specific fields pass through; the event schema refuses them where they do not apply.
       cause: opts.cause,
@@ -440,7 +473,11 @@ export class OperationalStateHolder {
     }
   }
 
-  #explain(from: PrimaryState, event: OperationalEvent, reason?: string): InvalidStateTransitionError {
+  #explain(
+    from: PrimaryState,
+    event: OperationalEvent,
+    reason?: string,
+  ): InvalidStateTransitionError {
     const rows = TRANSITION_TABLE.filter((r) => r.from === from && r.event === event.type);
     const row = rows[0];
     const trigger = event.trigger ?? row?.trigger ?? event.type;
@@ -471,7 +508,11 @@ export class OperationalStateHolder {
   }
 
   /** Queues the change on every listener; settles when all handled it or the timeout passed. */
-  #dispatch(old: OperationalState, next: OperationalState, record: TransitionRecord): Promise<void> {
+  #dispatch(
+    old: OperationalState,
+    next: OperationalState,
+    record: TransitionRecord,
+  ): Promise<void> {
     const waits: Promise<void>[] = [];
     const pending = new Set<string>();
     for (const entry of this.#listeners) {

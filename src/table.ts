@@ -56,7 +56,9 @@ function deriveTable(): TransitionRow[] {
           const row = meta.rows[from];
           const to = primaryOfNode(target);
           if (row === undefined || !to) {
-            throw new Error(`machine transition ${from} --${eventType}--> has no row number or target`);
+            throw new Error(
+              `machine transition ${from} --${eventType}--> has no row number or target`,
+            );
           }
           rows.push(
             Object.freeze({

@@ -180,7 +180,10 @@ export function makeOperationalState(partial: Partial<OperationalState> = {}): O
       `operational state must be an object, got ${quote(partial)}`,
     );
   }
-  const primaryState = parsePrimaryState(partial.primaryState ?? PrimaryState.BOOTING, 'primaryState');
+  const primaryState = parsePrimaryState(
+    partial.primaryState ?? PrimaryState.BOOTING,
+    'primaryState',
+  );
   const claimPermission =
     partial.claimPermission === undefined
       ? defaultClaimPermission(primaryState)

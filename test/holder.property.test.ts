@@ -37,7 +37,13 @@ function modelSend(m: Model, e: OperationalEvent): [Outcome, Model] {
   const reject: [Outcome, Model] = ['invalid-transition', m];
   if (m.primary === 'stopped') return reject;
   const noClaimAsk = e.claimPermission === undefined || e.claimPermission === 'none';
-  const change = (to: PrimaryState, perm: ClaimPermission, add: DegradationReason[] = [], remove: DegradationReason[] = [], extra: Partial<Model> = {}): [Outcome, Model] => {
+  const change = (
+    to: PrimaryState,
+    perm: ClaimPermission,
+    add: DegradationReason[] = [],
+    remove: DegradationReason[] = [],
+    extra: Partial<Model> = {},
+  ): [Outcome, Model] => {
     const set = new Set(m.reasons);
     for (const r of [...add, ...(e.addReasons ?? [])]) set.add(r);
     for (const r of [...remove, ...(e.removeReasons ?? [])]) set.delete(r);
@@ -59,20 +65,29 @@ function modelSend(m: Model, e: OperationalEvent): [Outcome, Model] {
     case 'boot.epoch_mismatch':
       return p === 'booting' && noClaimAsk ? change('paused', 'none', ['substrate']) : reject;
     case 'claim.acquired':
-      return p === 'ready' ? change('active', e.claimPermission ?? m.perm, [], [], { held: true }) : reject;
+      return p === 'ready'
+        ? change('active', e.claimPermission ?? m.perm, [], [], { held: true })
+        : reject;
     case 'claim.released':
-      if (p === 'active') return change('ready', e.claimPermission ?? m.perm, [], [], { held: false });
+      if (p === 'active')
+        return change('ready', e.claimPermission ?? m.perm, [], [], { held: false });
       return m.held ? ['ok', { ...m, held: false }] : reject;
     case 'pause': {
       const r = CAUSE_REASON[e.cause ?? 'operator'];
-      return ['booting', 'ready', 'active'].includes(p) && noClaimAsk ? change('paused', 'none', r ? [r] : []) : reject;
+      return ['booting', 'ready', 'active'].includes(p) && noClaimAsk
+        ? change('paused', 'none', r ? [r] : [])
+        : reject;
     }
     case 'resume.credit_refresh':
-      return p === 'paused' && !m.held && (e.reconciledSpendUsd ?? Infinity) < (e.thresholdUsd ?? -Infinity)
+      return p === 'paused' &&
+        !m.held &&
+        (e.reconciledSpendUsd ?? Infinity) < (e.thresholdUsd ?? -Infinity)
         ? change('ready', e.claimPermission ?? 'normal', [], ['cost'])
         : reject;
     case 'resume.operator_reset':
-      return p === 'paused' ? change('ready', e.claimPermission ?? 'normal', [], ['operator']) : reject;
+      return p === 'paused'
+        ? change('ready', e.claimPermission ?? 'normal', [], ['operator'])
+        : reject;
     case 'stop':
       return noClaimAsk ? change('stopped', 'none') : reject;
     case 'update':
@@ -96,14 +111,22 @@ const PAIR_EVENT: Record<string, OperationalEvent['type']> = {
   'paused>stopped': 'stop',
 };
 
-function modelTransitionTo(m: Model, to: string, trigger: string, opts: Partial<OperationalEvent>): [Outcome, Model] {
+function modelTransitionTo(
+  m: Model,
+  to: string,
+  trigger: string,
+  opts: Partial<OperationalEvent>,
+): [Outcome, Model] {
   if (m.primary === 'stopped') return ['invalid-transition', m];
-  if (to === m.primary) return modelSend(m, { type: 'update', trigger, ...opts } as OperationalEvent);
+  if (to === m.primary)
+    return modelSend(m, { type: 'update', trigger, ...opts } as OperationalEvent);
   let type = PAIR_EVENT[`${m.primary}>${to}`];
   if (!type) return ['invalid-transition', m];
   if (type === 'boot.gate_failed' && trigger.includes('STOP-KORA')) type = 'stop';
-  if (type === 'pause' && m.primary === 'booting' && trigger.includes('epoch')) type = 'boot.epoch_mismatch';
-  if (type === 'resume.operator_reset' && trigger.includes('credit')) type = 'resume.credit_refresh';
+  if (type === 'pause' && m.primary === 'booting' && trigger.includes('epoch'))
+    type = 'boot.epoch_mismatch';
+  if (type === 'resume.operator_reset' && trigger.includes('credit'))
+    type = 'resume.credit_refresh';
   const event = { type, trigger, ...opts } as OperationalEvent & { cause?: string };
   if (type === 'pause') {
     event.cause = trigger.includes('cost 100%')
@@ -118,13 +141,24 @@ function modelTransitionTo(m: Model, to: string, trigger: string, opts: Partial<
 }
 
 const states = ['booting', 'ready', 'active', 'paused', 'stopped'] as const;
-const reasons = fc.subarray(['cost', 'auth', 'operator', 'substrate'] as DegradationReason[], { maxLength: 2 });
-const perm = fc.option(fc.constantFrom<ClaimPermission>('none', 'critical_only', 'normal'), { nil: undefined });
+const reasons = fc.subarray(['cost', 'auth', 'operator', 'substrate'] as DegradationReason[], {
+  maxLength: 2,
+});
+const perm = fc.option(fc.constantFrom<ClaimPermission>('none', 'critical_only', 'normal'), {
+  nil: undefined,
+});
 const common = fc.record(
   { claimPermission: perm, addReasons: reasons, removeReasons: reasons },
   { requiredKeys: [] },
 );
-const trigger = fc.constantFrom('x', 'STOP-KORA L5', 'gate 3b epoch', 'credit refresh', 'cost 100%', 'op');
+const trigger = fc.constantFrom(
+  'x',
+  'STOP-KORA L5',
+  'gate 3b epoch',
+  'credit refresh',
+  'cost 100%',
+  'op',
+);
 
 type Cmd =
   | { kind: 'send'; event: OperationalEvent }
@@ -133,16 +167,24 @@ type Cmd =
 
 const validEvent: fc.Arbitrary<OperationalEvent> = fc.oneof(
   common.map((c) => ({ type: 'boot.gates_passed', ...c }) as OperationalEvent),
-  fc.tuple(common, fc.constantFrom('db', 'auth')).map(([c, gate]) => ({ type: 'boot.gate_retry', gate, ...c }) as OperationalEvent),
+  fc
+    .tuple(common, fc.constantFrom('db', 'auth'))
+    .map(([c, gate]) => ({ type: 'boot.gate_retry', gate, ...c }) as OperationalEvent),
   common.map((c) => ({ type: 'boot.gate_failed', ...c }) as OperationalEvent),
   common.map((c) => ({ type: 'boot.epoch_mismatch', ...c }) as OperationalEvent),
   common.map((c) => ({ type: 'claim.acquired', ...c }) as OperationalEvent),
   common.map((c) => ({ type: 'claim.released', ...c }) as OperationalEvent),
-  fc.tuple(common, fc.constantFrom('stop_kora', 'cost_limit', 'operator', 'substrate')).map(
-    ([c, cause]) => ({ type: 'pause', cause, ...c }) as OperationalEvent,
-  ),
+  fc
+    .tuple(common, fc.constantFrom('stop_kora', 'cost_limit', 'operator', 'substrate'))
+    .map(([c, cause]) => ({ type: 'pause', cause, ...c }) as OperationalEvent),
   fc.tuple(common, fc.integer({ min: 0, max: 200 })).map(
-    ([c, spend]) => ({ type: 'resume.credit_refresh', reconciledSpendUsd: spend, thresholdUsd: 100, ...c }) as OperationalEvent,
+    ([c, spend]) =>
+      ({
+        type: 'resume.credit_refresh',
+        reconciledSpendUsd: spend,
+        thresholdUsd: 100,
+        ...c,
+      }) as OperationalEvent,
   ),
   common.map((c) => ({ type: 'resume.operator_reset', ...c }) as OperationalEvent),
   common.map((c) => ({ type: 'stop', ...c }) as OperationalEvent),
@@ -163,7 +205,12 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
       fc.constant({ kind: 'to' as const, to: 'degraded', trigger: 'x', opts: {} }),
       fc.constant({ kind: 'to' as const, to: 'ready', trigger: 42, opts: {} }),
       fc.constant({ kind: 'to' as const, to: 'ready', trigger: 'y'.repeat(1001), opts: {} }),
-      fc.constant({ kind: 'to' as const, to: 'ready', trigger: 'x', opts: { addReasons: ['bored'] } }),
+      fc.constant({
+        kind: 'to' as const,
+        to: 'ready',
+        trigger: 'x',
+        opts: { addReasons: ['bored'] },
+      }),
       fc.constant({ kind: 'bad-send' as const, event: { type: 'explode' } }),
       fc.constant({ kind: 'bad-send' as const, event: { type: 'pause', cause: 'nap' } }),
       fc.constant({ kind: 'bad-send' as const, event: { type: 'update', claimPermission: 'all' } }),
@@ -177,8 +224,18 @@ describe('holder property: concurrent calls vs. the reference model', () => {
       fc.asyncProperty(
         fc.array(fc.array(cmd, { minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 8 }),
         async (batches) => {
-          const holder = createOperationalStateHolder({ retryBudget: BUDGET, historySize: 1000, logger: silent });
-          let model: Model = { primary: 'booting', perm: 'none', reasons: [], held: false, retries: {} };
+          const holder = createOperationalStateHolder({
+            retryBudget: BUDGET,
+            historySize: 1000,
+            logger: silent,
+          });
+          let model: Model = {
+            primary: 'booting',
+            perm: 'none',
+            reasons: [],
+            held: false,
+            retries: {},
+          };
           const heard: number[] = [];
           const listenerStates: string[] = [];
           holder.addListener(async (_old, next, record) => {
@@ -205,7 +262,11 @@ describe('holder property: concurrent calls vs. the reference model', () => {
                 expected.push('bad-input');
                 return holder.send(c.event as OperationalEvent);
               }
-              const bad = !states.includes(c.to as never) || typeof c.trigger !== 'string' || (c.trigger as string).length > 1000 || (c.opts.addReasons as string[] | undefined)?.includes('bored');
+              const bad =
+                !states.includes(c.to as never) ||
+                typeof c.trigger !== 'string' ||
+                (c.trigger as string).length > 1000 ||
+                (c.opts.addReasons as string[] | undefined)?.includes('bored');
               if (bad) {
                 expected.push('bad-input');
               } else {
@@ -224,7 +285,9 @@ describe('holder property: concurrent calls vs. the reference model', () => {
               } else {
                 expect(s.status, JSON.stringify(batch[i])).toBe('rejected');
                 const reason = (s as PromiseRejectedResult).reason;
-                expect(reason).toBeInstanceOf(want === 'bad-input' ? OperationalStateInputError : InvalidStateTransitionError);
+                expect(reason).toBeInstanceOf(
+                  want === 'bad-input' ? OperationalStateInputError : InvalidStateTransitionError,
+                );
               }
             });
             expect(holder.current).toEqual({
@@ -234,10 +297,13 @@ describe('holder property: concurrent calls vs. the reference model', () => {
             });
           }
           const history = holder.history();
-          expect(history.map((r) => r.seq)).toEqual(Array.from({ length: commits }, (_, i) => i + 1));
+          expect(history.map((r) => r.seq)).toEqual(
+            Array.from({ length: commits }, (_, i) => i + 1),
+          );
           expect(heard).toEqual(history.map((r) => r.seq));
           expect(listenerStates).toEqual(history.map((r) => `${r.to_state}/${r.claim_permission}`));
-          for (const r of history) if (NO_CLAIM.includes(r.to_state)) expect(r.claim_permission).toBe('none');
+          for (const r of history)
+            if (NO_CLAIM.includes(r.to_state)) expect(r.claim_permission).toBe('none');
         },
       ),
       { numRuns: 300 },

@@ -25,7 +25,11 @@ afterEach(() => resetHolderForTests());
 describe('holder: the seed cases', () => {
   it('constructs in booting/none with no reasons, and current is a frozen snapshot', () => {
     const h = createOperationalStateHolder();
-    expect(h.current).toEqual({ primaryState: 'booting', claimPermission: 'none', degradationReasons: [] });
+    expect(h.current).toEqual({
+      primaryState: 'booting',
+      claimPermission: 'none',
+      degradationReasons: [],
+    });
     expect(Object.isFrozen(h.current)).toBe(true);
     expect(Object.isFrozen(h.current.degradationReasons)).toBe(true);
     expect(h.snapshot.value).toEqual({ live: { unpaused: 'booting' } });
@@ -52,9 +56,15 @@ describe('holder: the seed cases', () => {
   it('a valid arrow updates the state and resolves with it', async () => {
     const h = createOperationalStateHolder();
     const next = await ready(h);
-    expect(next).toEqual({ primaryState: 'ready', claimPermission: 'normal', degradationReasons: [] });
+    expect(next).toEqual({
+      primaryState: 'ready',
+      claimPermission: 'normal',
+      degradationReasons: [],
+    });
     expect(h.current).toBe(next);
-    expect(await h.transitionTo('active', 'claim acquired')).toMatchObject({ primaryState: 'active' });
+    expect(await h.transitionTo('active', 'claim acquired')).toMatchObject({
+      primaryState: 'active',
+    });
   });
 
   it('an invalid arrow rejects with the offending pair in the message, state unchanged', async () => {
@@ -73,14 +83,26 @@ describe('holder: the seed cases', () => {
   it('same primary state bypasses the table (degradation update on READY)', async () => {
     const h = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
     const next = await h.transitionTo('ready', 'auth token failing', { addReasons: ['auth'] });
-    expect(next).toEqual({ primaryState: 'ready', claimPermission: 'normal', degradationReasons: ['auth'] });
-    expect(h.history().at(-1)).toMatchObject({ from_state: 'ready', to_state: 'ready', event: 'update' });
+    expect(next).toEqual({
+      primaryState: 'ready',
+      claimPermission: 'normal',
+      degradationReasons: ['auth'],
+    });
+    expect(h.history().at(-1)).toMatchObject({
+      from_state: 'ready',
+      to_state: 'ready',
+      event: 'update',
+    });
   });
 
   it('the self-transition row BOOTING → BOOTING ("transient gate failure") works', async () => {
     const h = createOperationalStateHolder();
     await h.transitionTo('booting', 'transient gate failure', { addReasons: ['substrate'] });
-    expect(h.current).toEqual({ primaryState: 'booting', claimPermission: 'none', degradationReasons: ['substrate'] });
+    expect(h.current).toEqual({
+      primaryState: 'booting',
+      claimPermission: 'none',
+      degradationReasons: ['substrate'],
+    });
     // And the XState-native row 2 event, with its retry budget.
     await h.send({ type: 'boot.gate_retry', gate: 'db' });
     expect(h.history().at(-1)).toMatchObject({
@@ -119,17 +141,24 @@ describe('holder: the seed cases', () => {
     expect(old.primaryState).toBe('booting');
     expect(got).toBe(next);
     expect(currentThen).toBe(next);
-    expect(record).toMatchObject({ trigger: 'all §9.2 gates pass', from_state: 'booting', to_state: 'ready' });
+    expect(record).toMatchObject({
+      trigger: 'all §9.2 gates pass',
+      from_state: 'booting',
+      to_state: 'ready',
+    });
   });
 
   it('a throwing listener does not block later listeners', async () => {
     const logger = recordingLogger();
     const h = createOperationalStateHolder({ logger });
     const calls: string[] = [];
-    h.addListener(() => {
-      calls.push('a');
-      throw new Error('boom');
-    }, { name: 'thrower' });
+    h.addListener(
+      () => {
+        calls.push('a');
+        throw new Error('boom');
+      },
+      { name: 'thrower' },
+    );
     h.addListener(() => {
       calls.push('b');
     });
@@ -162,7 +191,9 @@ describe('holder: the seed cases', () => {
     });
     const triggers = Array.from({ length: 8 }, (_, i) => `t${i}`);
     const results = await Promise.all(
-      triggers.map((t, i) => h.transitionTo('ready', t, { addReasons: i % 2 ? ['auth'] : ['cost'] })),
+      triggers.map((t, i) =>
+        h.transitionTo('ready', t, { addReasons: i % 2 ? ['auth'] : ['cost'] }),
+      ),
     );
     expect(results).toHaveLength(8);
     expect(order).toEqual(triggers);
@@ -197,8 +228,16 @@ describe('holder: transitions', () => {
     expect(h.current).toMatchObject({ primaryState: 'ready', claimPermission: 'critical_only' });
     await h.send({ type: 'claim.acquired' });
     await h.send({ type: 'pause', cause: 'cost_limit' });
-    expect(h.current).toEqual({ primaryState: 'paused', claimPermission: 'none', degradationReasons: ['cost'] });
-    expect(h.history().at(-1)).toMatchObject({ event: 'pause', cause: 'cost_limit', trigger: 'STOP-KORA L1–3, cost 100%, operator' });
+    expect(h.current).toEqual({
+      primaryState: 'paused',
+      claimPermission: 'none',
+      degradationReasons: ['cost'],
+    });
+    expect(h.history().at(-1)).toMatchObject({
+      event: 'pause',
+      cause: 'cost_limit',
+      trigger: 'STOP-KORA L1–3, cost 100%, operator',
+    });
   });
 
   it('transitionTo picks the row by trigger text where two rows share a pair', async () => {
@@ -220,15 +259,23 @@ describe('holder: transitions', () => {
     expect(pausedOp.history().at(-1)).toMatchObject({ event: 'pause', cause: 'operator' });
     expect(pausedOp.current.degradationReasons).toEqual(['operator']);
 
-    const credit = createOperationalStateHolder({ initial: { primaryState: 'paused', degradationReasons: ['cost'] } });
+    const credit = createOperationalStateHolder({
+      initial: { primaryState: 'paused', degradationReasons: ['cost'] },
+    });
     await credit.transitionTo('ready', 'monthly credit refresh confirmed', {
       reconciledSpendUsd: 10,
       thresholdUsd: 100,
     });
     expect(credit.history().at(-1)?.event).toBe('resume.credit_refresh');
-    expect(credit.current).toEqual({ primaryState: 'ready', claimPermission: 'normal', degradationReasons: [] });
+    expect(credit.current).toEqual({
+      primaryState: 'ready',
+      claimPermission: 'normal',
+      degradationReasons: [],
+    });
 
-    const reset = createOperationalStateHolder({ initial: { primaryState: 'paused', degradationReasons: ['operator'] } });
+    const reset = createOperationalStateHolder({
+      initial: { primaryState: 'paused', degradationReasons: ['operator'] },
+    });
     await reset.transitionTo('ready', 'kora_control reset');
     expect(reset.history().at(-1)?.event).toBe('resume.operator_reset');
     expect(reset.current.degradationReasons).toEqual([]);
@@ -246,7 +293,9 @@ describe('holder: transitions', () => {
   });
 
   it('a failed guard rejects and names the guard; the state is unchanged', async () => {
-    const h = createOperationalStateHolder({ initial: { primaryState: 'paused', degradationReasons: ['cost'] } });
+    const h = createOperationalStateHolder({
+      initial: { primaryState: 'paused', degradationReasons: ['cost'] },
+    });
     const err = await h
       .send({ type: 'resume.credit_refresh', reconciledSpendUsd: 120, thresholdUsd: 100 })
       .catch((e: unknown) => e);
@@ -259,9 +308,13 @@ describe('holder: transitions', () => {
     const h = createOperationalStateHolder({ retryBudget: 2 });
     await h.send({ type: 'boot.gate_retry', gate: 'db' });
     await h.send({ type: 'boot.gate_retry', gate: 'db' });
-    await expect(h.send({ type: 'boot.gate_retry', gate: 'db' })).rejects.toThrow(/retry budget not exhausted/);
+    await expect(h.send({ type: 'boot.gate_retry', gate: 'db' })).rejects.toThrow(
+      /retry budget not exhausted/,
+    );
     // Per gate: another gate still has its own budget.
-    await expect(h.send({ type: 'boot.gate_retry', gate: 'auth' })).resolves.toMatchObject({ primaryState: 'booting' });
+    await expect(h.send({ type: 'boot.gate_retry', gate: 'auth' })).resolves.toMatchObject({
+      primaryState: 'booting',
+    });
   });
 
   it('claim permission stays none in booting, paused and stopped', async () => {
@@ -272,9 +325,15 @@ describe('holder: transitions', () => {
     await expect(h.send({ type: 'pause', claimPermission: 'critical_only' })).rejects.toThrow(
       InvalidStateTransitionError,
     );
-    expect(h.current).toEqual({ primaryState: 'booting', claimPermission: 'none', degradationReasons: [] });
+    expect(h.current).toEqual({
+      primaryState: 'booting',
+      claimPermission: 'none',
+      degradationReasons: [],
+    });
     await h.send({ type: 'pause' });
-    await expect(h.send({ type: 'update', claimPermission: 'normal' })).rejects.toThrow(/not allowed in paused/);
+    await expect(h.send({ type: 'update', claimPermission: 'normal' })).rejects.toThrow(
+      /not allowed in paused/,
+    );
     await h.send({ type: 'update', claimPermission: 'none', addReasons: ['auth'] });
     expect(h.current.claimPermission).toBe('none');
   });
@@ -299,7 +358,11 @@ describe('holder: transitions', () => {
   it('nothing changes once stopped', async () => {
     const h = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
     await h.send({ type: 'stop' });
-    expect(h.current).toEqual({ primaryState: 'stopped', claimPermission: 'none', degradationReasons: [] });
+    expect(h.current).toEqual({
+      primaryState: 'stopped',
+      claimPermission: 'none',
+      degradationReasons: [],
+    });
     expect(h.snapshot.status).toBe('done');
     for (const attempt of [
       () => h.transitionTo('stopped', 'again'),
@@ -436,8 +499,14 @@ describe('holder: history', () => {
 
   it('records everything a listener needs, same-state changes included', async () => {
     const h = createOperationalStateHolder({ now: () => 0 });
-    await h.send({ type: 'boot.gates_passed', details: { gates: [{ gate_id: 'db', outcome: 'pass' }] } });
-    await h.transitionTo('ready', 'auth degraded', { addReasons: ['auth'], claimPermission: 'critical_only' });
+    await h.send({
+      type: 'boot.gates_passed',
+      details: { gates: [{ gate_id: 'db', outcome: 'pass' }] },
+    });
+    await h.transitionTo('ready', 'auth degraded', {
+      addReasons: ['auth'],
+      claimPermission: 'critical_only',
+    });
     await h.send({ type: 'pause', cause: 'substrate', trigger: 'substrate down' });
     expect(h.history()).toEqual([
       {
@@ -478,15 +547,23 @@ describe('holder: history', () => {
 
 describe('holder: options', () => {
   it('validates options when the holder is created, naming the bad value', () => {
-    expect(() => createOperationalStateHolder({ historySize: 0 })).toThrow(/historySize must be a positive integer, got 0/);
+    expect(() => createOperationalStateHolder({ historySize: 0 })).toThrow(
+      /historySize must be a positive integer, got 0/,
+    );
     expect(() => createOperationalStateHolder({ retryBudget: -1 })).toThrow(/retryBudget.*-1/);
-    expect(() => createOperationalStateHolder({ listenerTimeoutMs: 1.5 })).toThrow(/listenerTimeoutMs.*1\.5/);
-    expect(() => createOperationalStateHolder({ now: 'today' as never })).toThrow(/now must be a function, got "today"/);
-    expect(() => createOperationalStateHolder({ initial: { primaryState: 'degraded' as never } })).toThrow(
-      /unknown primary state "degraded"/,
+    expect(() => createOperationalStateHolder({ listenerTimeoutMs: 1.5 })).toThrow(
+      /listenerTimeoutMs.*1\.5/,
+    );
+    expect(() => createOperationalStateHolder({ now: 'today' as never })).toThrow(
+      /now must be a function, got "today"/,
     );
     expect(() =>
-      createOperationalStateHolder({ initial: { primaryState: 'paused', claimPermission: 'normal' } }),
+      createOperationalStateHolder({ initial: { primaryState: 'degraded' as never } }),
+    ).toThrow(/unknown primary state "degraded"/);
+    expect(() =>
+      createOperationalStateHolder({
+        initial: { primaryState: 'paused', claimPermission: 'normal' },
+      }),
     ).toThrow(/"normal" is not allowed in paused/);
   });
 

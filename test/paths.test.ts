@@ -5,9 +5,10 @@
  * reject it and keep its state — that is where the guards' `false` outcomes and the
  * claim-permission invariant are exercised.
  */
+
+import { describe, expect, it } from 'vitest';
 import { type SnapshotFrom, transition } from 'xstate';
 import { getShortestPaths, getSimplePaths } from 'xstate/graph';
-import { describe, expect, it } from 'vitest';
 import {
   type OperationalEvent,
   type OperationalStateMachine,
@@ -92,7 +93,8 @@ describe('generated paths (xstate/graph)', () => {
         for (const refused of refusals) {
           await expect(holder.send(refused)).rejects.toBeInstanceOf(InvalidStateTransitionError);
           expect(holder.current).toBe(from);
-          if (from.primaryState === 'booting' && refused.type === 'boot.gate_retry') guards.retryBudgetLeft.add(false);
+          if (from.primaryState === 'booting' && refused.type === 'boot.gate_retry')
+            guards.retryBudgetLeft.add(false);
           if (from.primaryState === 'paused' && refused.type === 'resume.credit_refresh') {
             guards.creditRefreshSafe.add(false);
           }
@@ -106,7 +108,9 @@ describe('generated paths (xstate/graph)', () => {
         // node for this step must agree on everything it tells states apart by.
         expected = transition(operationalStateMachine, expected, event)[0];
         expect(serializeState(expected)).toBe(serializeState(step.state));
-        const row = TRANSITION_TABLE.find((r) => r.from === from.primaryState && r.event === event.type);
+        const row = TRANSITION_TABLE.find(
+          (r) => r.from === from.primaryState && r.event === event.type,
+        );
         if (row) rowsTaken.add(row.row);
         if (event.type === 'boot.gate_retry') guards.retryBudgetLeft.add(true);
         if (event.type === 'resume.credit_refresh') guards.creditRefreshSafe.add(true);
@@ -125,10 +129,19 @@ describe('generated paths (xstate/graph)', () => {
     }
 
     const allRows = TRANSITION_TABLE.map((r) => r.row);
-    expect([...rowsTaken].sort((a, b) => a - b), 'every §9.1 row is covered').toEqual(allRows);
-    expect(guards.retryBudgetLeft, 'retryBudgetLeft true and false').toEqual(new Set([true, false]));
-    expect(guards.creditRefreshSafe, 'creditRefreshSafe true and false').toEqual(new Set([true, false]));
-    expect(invariantRefusals, 'claim asks refused in booting and paused').toEqual(new Set(['booting', 'paused']));
+    expect(
+      [...rowsTaken].sort((a, b) => a - b),
+      'every §9.1 row is covered',
+    ).toEqual(allRows);
+    expect(guards.retryBudgetLeft, 'retryBudgetLeft true and false').toEqual(
+      new Set([true, false]),
+    );
+    expect(guards.creditRefreshSafe, 'creditRefreshSafe true and false').toEqual(
+      new Set([true, false]),
+    );
+    expect(invariantRefusals, 'claim asks refused in booting and paused').toEqual(
+      new Set(['booting', 'paused']),
+    );
   });
 });
 

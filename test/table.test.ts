@@ -13,7 +13,14 @@ const PAUSE = 'STOP-KORA L1–3, cost 100%, operator';
 const STOP = 'STOP-KORA L4/L5';
 const SPEC_TABLE: [number, string, string, string, string, string][] = [
   [1, 'booting', 'ready', 'all §9.2 gates pass', '', ''],
-  [2, 'booting', 'booting', 'transient gate failure', 'retry budget not exhausted', 'self (backoff)'],
+  [
+    2,
+    'booting',
+    'booting',
+    'transient gate failure',
+    'retry budget not exhausted',
+    'self (backoff)',
+  ],
   [3, 'booting', 'stopped', 'invariant gate failure, or retry budget exhausted', '', 'operator'],
   [4, 'booting', 'paused', 'gate 3b epoch mismatch (§9.8)', '', 'operator'],
   [5, 'ready', 'active', 'claim acquired', '', 'self'],
@@ -38,9 +45,9 @@ const SPEC_TABLE: [number, string, string, string, string, string][] = [
 
 describe('the derived §9.1 table', () => {
   it('equals the 15 rows of SPEC §2, row for row', () => {
-    expect(TRANSITION_TABLE.map((r) => [r.row, r.from, r.to, r.trigger, r.guard, r.recoveryOwner])).toEqual(
-      SPEC_TABLE,
-    );
+    expect(
+      TRANSITION_TABLE.map((r) => [r.row, r.from, r.to, r.trigger, r.guard, r.recoveryOwner]),
+    ).toEqual(SPEC_TABLE);
   });
 
   it('names the domain event of every row', () => {

@@ -14,7 +14,9 @@ export function recordingLogger(): RecordingLogger {
     (...args: unknown[]) => {
       lines.push({
         level,
-        text: args.map((a) => (a instanceof Error ? `${a.name}: ${a.message}` : String(a))).join(' '),
+        text: args
+          .map((a) => (a instanceof Error ? `${a.name}: ${a.message}` : String(a)))
+          .join(' '),
         args,
       });
     };
