@@ -124,12 +124,13 @@ export class InvalidStateTransitionError extends Error {
     /** The requested primary state, or `undefined` when the event has no row from here. */
     readonly to: PrimaryState | undefined,
     readonly trigger: string,
-    readonly event: OperationalEventType,
+    /** The domain event, when the request named or implied one. */
+    readonly event: OperationalEventType | undefined,
     /** Why: 'no row', a guard's text, the claim-permission invariant, or 'stopped is final'. */
     readonly reason: string,
   ) {
     super(
-      `invalid state transition ${from} → ${to ?? '?'} (event ${quote(event)}, trigger ${quote(trigger)}): ${reason}`,
+      `invalid state transition ${from} → ${to ?? '?'} (${event ? `event ${quote(event)}, ` : ''}trigger ${quote(trigger)}): ${reason}`,
     );
   }
 }
@@ -302,7 +303,7 @@ export class OperationalStateHolder {
         from,
         target,
         text,
-        target === from ? 'update' : 'stop',
+        target === from ? 'update' : undefined,
         'stopped is final',
       );
     }
@@ -315,7 +316,7 @@ export class OperationalStateHolder {
         from,
         target,
         text,
-        'update',
+        undefined,
         `no §9.1 row ${from} → ${target}`,
       );
     }
@@ -449,7 +450,7 @@ export class OperationalStateHolder {
       timestamp: utcSeconds(this.#options.now()),
       from_state: old.primaryState,
       to_state: to,
-      trigger: event.trigger ?? row?.trigger ?? event.type,
+      trigger: event.trigger ?? row?.trigger ?? event.type.replace('.', ' '),
       event: event.type,
       ...(event.type === 'pause' ? { cause: event.cause ?? 'operator' } : {}),
       ...(event.details ? { details: Object.freeze({ ...event.details }) } : {}),
