@@ -243,7 +243,7 @@ export class OperationalStateHolder {
     // Every change the actor commits reaches the holder through this one subscription.
     this.#actor.subscribe({
       next: (s) => this.#onSnapshot(s),
-      error: (err) => o.logger.error('[kora.operational_state.holder] actor error', err),
+      error: (err) => this.#logError('[kora.operational_state.holder] actor error', err),
     });
     // Starting a pure, in-memory actor starts nothing external.
     this.#actor.start();
@@ -464,6 +464,15 @@ export class OperationalStateHolder {
     inFlight.next = next;
   }
 
+  /** A throwing logger must not break a transition either. */
+  #logError(...args: unknown[]): void {
+    try {
+      this.#options.logger.error(...args);
+    } catch {
+      // Nothing left to report to.
+    }
+  }
+
   #remember(record: TransitionRecord): void {
     const max = this.#options.historySize;
     if (this.#history.length < max) {
@@ -515,12 +524,12 @@ export class OperationalStateHolder {
     record: TransitionRecord,
   ): Promise<void> {
     const waits: Promise<void>[] = [];
-    const pending = new Set<string>();
+    const pending = new Set<ListenerEntry>();
     for (const entry of this.#listeners) {
-      pending.add(entry.name);
+      pending.add(entry);
       entry.tail = entry.tail.then(async () => {
         if (entry.active) await this.#invoke(entry, old, next, record);
-        pending.delete(entry.name);
+        pending.delete(entry);
       });
       waits.push(entry.tail);
     }
@@ -529,8 +538,8 @@ export class OperationalStateHolder {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.#stats.listenerTimeouts += pending.size;
-        this.#options.logger.error(
-          `[kora.operational_state.holder] listener(s) ${[...pending].map((n) => quote(n)).join(', ')} ` +
+        this.#logError(
+          `[kora.operational_state.holder] listener(s) ${[...pending].map((e) => quote(e.name)).join(', ')} ` +
             `did not handle transition #${record.seq} (${record.from_state} → ${record.to_state}) within ${ms} ms; not waiting`,
         );
         resolve();
@@ -553,7 +562,7 @@ export class OperationalStateHolder {
       await insideListener.run(true, () => entry.fn(old, next, record));
     } catch (err) {
       this.#stats.listenerFailures++;
-      this.#options.logger.error(
+      this.#logError(
         `[kora.operational_state.holder] listener ${quote(entry.name)} failed on transition #${record.seq} ` +
           `(${record.from_state} → ${record.to_state}); state kept`,
         err,
