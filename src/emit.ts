@@ -1,0 +1,488 @@
+/**
+ * Chain events (ST2, SPEC §4): one generic event for every committed change, plus at
+ * most one per-trigger literal, appended to an {@link EventSink} in one call.
+ *
+ * Fail loud: a preflight failure or a sink failure is an {@link OperationalStateEmitError}
+ * naming the event type and the cause, logged once at error level with the tag
+ * `[kora.operational_state.emit]` and counted — while the state machine keeps moving.
+ */
+
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Logger, TransitionRecord } from './holder.js';
+import type { ChainEvent, EventSink } from './sinks/types.js';
+import { TRANSITION_TABLE } from './table.js';
+import { type OperationalState, OperationalStateInputError, quote } from './vocabulary.js';
+
+/** Emitted once for every committed change (the substrate's one generic edge event). */
+export const GENERIC_TRANSITION_EVENT = 'kora.operational_state.transitioned';
+/** Row 1: booting → ready, all §9.2 gates pass. */
+export const BOOT_READY_EVENT = 'kora.boot.ready';
+/** Row 3: booting → stopped on an invariant gate failure (not a STOP-KORA stop). */
+export const BOOT_FAILED_EVENT = 'kora.boot.failed';
+/** A pause caused by the cost limit (`cost 100%`). */
+export const PAUSED_COST_LIMIT_EVENT = 'kora.paused.cost_limit';
+
+/** Every event type the event log accepts (its CHECK constraint holds the same list). */
+export const EVENT_VOCABULARY = Object.freeze([
+  GENERIC_TRANSITION_EVENT,
+  BOOT_READY_EVENT,
+  BOOT_FAILED_EVENT,
+  PAUSED_COST_LIMIT_EVENT,
+] as const);
+export type ChainEventType = (typeof EVENT_VOCABULARY)[number];
+
+/** The shape every event type must have (SPEC §4). */
+export const EVENT_TYPE_PATTERN = /^kora\.[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
+
+/** The log tag of every emit failure. */
+export const EMIT_LOG_TAG = '[kora.operational_state.emit]';
+
+/**
+ * A chain event that was not emitted, or not stored: a preflight failure (no sink, empty
+ * workspace id, malformed event type) or the sink's failure. The transition itself stands.
+ */
+export class OperationalStateEmitError extends Error {
+  override readonly name = 'OperationalStateEmitError';
+  /** The underlying failure. */
+  override readonly cause: unknown;
+  constructor(
+    /** The event type that failed (for a whole-batch sink failure, the batch's first). */
+    readonly eventType: string,
+    cause: unknown,
+    /** Every event type of the failed emission, generic first. */
+    readonly eventTypes: readonly string[] = [eventType],
+    /** `from → to` of the change, when known. */
+    readonly transition?: string,
+  ) {
+    const others = eventTypes.filter((t) => t !== eventType);
+    super(
+      `chain event ${quote(eventType)}${others.length ? ` (with ${others.map(quote).join(', ')})` : ''}` +
+        `${transition ? ` for ${transition}` : ''} failed: ${describe(cause)}`,
+      { cause },
+    );
+    this.cause = cause;
+  }
+}
+
+function describe(cause: unknown): string {
+  if (cause instanceof Error) return cause.message || cause.name;
+  return quote(cause);
+}
+
+/** One boot gate's outcome as carried by `kora.boot.ready` / `kora.boot.failed`. */
+export type GateResultPayload = {
+  gate_id: string | null;
+  gate_class: string | null;
+  outcome: string | null;
+  attempts: number | null;
+  elapsed_ms: number | null;
+  detail: unknown;
+};
+
+/** The generic payload (SPEC §4); boot events add `gates`, and on failure `failed_*`. */
+// A type alias, not an interface: payloads must fit `Record<string, unknown>`.
+export type TransitionPayload = {
+  from_primary_state: string;
+  to_primary_state: string;
+  claim_permission: string;
+  /** Sorted. */
+  degradation_reasons: string[];
+  trigger: string;
+  gates?: GateResultPayload[];
+  failed_gate_id?: string | null;
+  failed_detail?: unknown;
+};
+
+/**
+ * The generic event's payload for one committed change.
+ *
+ * @example
+ * buildTransitionPayload(old, next, record);
+ * // { from_primary_state: 'booting', to_primary_state: 'ready', claim_permission: 'normal',
+ * //   degradation_reasons: [], trigger: 'all §9.2 gates pass' }
+ */
+export function buildTransitionPayload(
+  old: OperationalState,
+  next: OperationalState,
+  record: TransitionRecord,
+): TransitionPayload {
+  return {
+    from_primary_state: old.primaryState,
+    to_primary_state: next.primaryState,
+    claim_permission: next.claimPermission,
+    degradation_reasons: [...next.degradationReasons].sort(),
+    trigger: record.trigger,
+  };
+}
+
+const has = (text: string, needle: string) => text.toLowerCase().includes(needle.toLowerCase());
+
+/**
+ * The trigger text a caller wrote, or '' when it is the taken row's own text: the holder
+ * records that when the caller gave none, and the pause row's text ('STOP-KORA L1–3,
+ * cost 100%, operator') names every cause — it says which row was taken, not why.
+ */
+function callerTrigger(from: string, record: TransitionRecord): string {
+  const trigger = record.trigger ?? '';
+  const row = TRANSITION_TABLE.find((r) => r.from === from && r.event === record.event);
+  return row && row.trigger === trigger ? '' : trigger;
+}
+
+/**
+ * The per-trigger literal for a change, if any (the seed's rules, substring matches kept):
+ * - booting → ready by row 1 or a trigger containing `all §9.2 gates pass` → `kora.boot.ready`;
+ * - booting → stopped by row 3 or a trigger containing `invariant gate failure` →
+ *   `kora.boot.failed` — never for a `stop` (STOP-KORA L4/L5);
+ * - into paused by a `pause` with cause `cost_limit`, or with a trigger containing
+ *   `cost 100%` → `kora.paused.cost_limit` (a same-state update while paused is no new pause).
+ *
+ * Substring rules read caller-written triggers only: the taken row's own text, recorded
+ * when the caller gave none, leaves the decision to the event and its cause.
+ *
+ * @example
+ * selectExtraEvent(booting, ready, { ...record, event: 'boot.gates_passed' }); // 'kora.boot.ready'
+ */
+export function selectExtraEvent(
+  old: OperationalState,
+  next: OperationalState,
+  record: TransitionRecord,
+): string | undefined {
+  const from = old.primaryState;
+  const to = next.primaryState;
+  const trigger = callerTrigger(from, record);
+  if (from === 'booting' && to === 'ready') {
+    if (record.event === 'boot.gates_passed' || has(trigger, 'all §9.2 gates pass')) {
+      return BOOT_READY_EVENT;
+    }
+    return undefined;
+  }
+  if (from === 'booting' && to === 'stopped') {
+    // Rows 3 and 15 share the pair: an operator's STOP-KORA stop is no boot failure.
+    if (record.event === 'stop' || trigger.includes('STOP-KORA')) return undefined;
+    if (record.event === 'boot.gate_failed' || has(trigger, 'invariant gate failure')) {
+      return BOOT_FAILED_EVENT;
+    }
+    return undefined;
+  }
+  if (to === 'paused' && from !== 'paused') {
+    if ((record.event === 'pause' && record.cause === 'cost_limit') || has(trigger, 'cost 100%')) {
+      return PAUSED_COST_LIMIT_EVENT;
+    }
+  }
+  return undefined;
+}
+
+type Details = Readonly<Record<string, unknown>> | undefined;
+
+function pick(obj: Record<string, unknown>, snake: string, camel: string): unknown {
+  return obj[snake] !== undefined ? obj[snake] : obj[camel];
+}
+
+const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+/** JSON-safe copy of a gate's detail: strings and plain JSON values as given, else text. */
+function jsonValue(v: unknown): unknown {
+  if (v === undefined) return null;
+  try {
+    const text = JSON.stringify(v);
+    return text === undefined ? String(v) : JSON.parse(text);
+  } catch {
+    return String(v);
+  }
+}
+
+/** Gate results from `record.details.gates`; snake_case or camelCase keys are read. */
+function gatesOf(details: Details): GateResultPayload[] {
+  const raw = details?.gates;
+  if (!Array.isArray(raw)) return [];
+  return raw
+    .filter((g): g is Record<string, unknown> => g !== null && typeof g === 'object')
+    .map((g) => ({
+      gate_id: str(pick(g, 'gate_id', 'gateId')),
+      gate_class: str(pick(g, 'gate_class', 'gateClass')),
+      outcome: str(g.outcome),
+      attempts: num(g.attempts),
+      elapsed_ms: num(pick(g, 'elapsed_ms', 'elapsedMs')),
+      detail: jsonValue(g.detail),
+    }));
+}
+
+const FAILED_OUTCOMES = new Set(['fail', 'failed', 'failure', 'error', 'invariant_failure']);
+
+function extraPayload(
+  type: string,
+  generic: TransitionPayload,
+  details: Details,
+): TransitionPayload {
+  if (type === BOOT_READY_EVENT) return { ...generic, gates: gatesOf(details) };
+  if (type === BOOT_FAILED_EVENT) {
+    const gates = gatesOf(details);
+    // Without explicit fields, the first failed gate is the one that stopped the boot.
+    const failed = gates.find((g) => g.outcome !== null && FAILED_OUTCOMES.has(g.outcome));
+    const id = details
+      ? pick(details as Record<string, unknown>, 'failed_gate_id', 'failedGateId')
+      : undefined;
+    const detail = details
+      ? pick(details as Record<string, unknown>, 'failed_detail', 'failedDetail')
+      : undefined;
+    return {
+      ...generic,
+      gates,
+      failed_gate_id: str(id) ?? failed?.gate_id ?? null,
+      failed_detail: detail !== undefined ? jsonValue(detail) : (failed?.detail ?? null),
+    };
+  }
+  return { ...generic };
+}
+
+/** Hands out one instance's chain `seq`: from 1, gapless. */
+export interface EmitSequence {
+  readonly instanceId: string;
+  /** The last `seq` handed out (0 before the first). */
+  readonly last: number;
+  /** @internal Reserves `count` consecutive numbers; returns the first. */
+  reserve(count: number): number;
+}
+
+/** An instance id unique to this process run: host, pid and a random suffix. */
+export function defaultInstanceId(): string {
+  return `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * A `seq` counter for one instance id. Every emitter of one process that shares an
+ * instance id must share its sequence — the log's UNIQUE (instance_id, seq) would
+ * otherwise swallow the second one's events as retries.
+ *
+ * @example
+ * const seq = createEmitSequence('worker-1:boot-42');
+ * await emitStateTransition(sink, old, next, record, { sequence: seq });
+ */
+export function createEmitSequence(instanceId: string = defaultInstanceId()): EmitSequence {
+  if (typeof instanceId !== 'string' || instanceId.trim() === '') {
+    throw new OperationalStateInputError(
+      'instanceId',
+      instanceId,
+      `instanceId must be a non-empty string, got ${quote(instanceId)}`,
+    );
+  }
+  let last = 0;
+  return {
+    instanceId,
+    get last() {
+      return last;
+    },
+    reserve(count: number) {
+      const first = last + 1;
+      last += count;
+      return first;
+    },
+  };
+}
+
+let processSequence: EmitSequence | undefined;
+
+export interface EmitOptions {
+  /** The `seq` counter (default: one process-wide sequence with a fresh instance id). */
+  sequence?: EmitSequence;
+  /** Clock for `occurred_at` (default `Date.now`). */
+  now?: () => number;
+  /** Where a failure is logged (default `console`). */
+  logger?: Logger;
+  /**
+   * Picks the per-trigger literal (default {@link selectExtraEvent}); a deployment whose
+   * event log accepts more literals can add its own here.
+   */
+  selectExtra?: (
+    old: OperationalState,
+    next: OperationalState,
+    record: TransitionRecord,
+  ) => string | undefined;
+}
+
+function logOnce(logger: Logger, err: OperationalStateEmitError): void {
+  try {
+    logger.error(`${EMIT_LOG_TAG} ${err.message}`, err);
+  } catch {
+    // A throwing logger must not turn a reported failure into a second one.
+  }
+}
+
+/** The batch event type a sink's failure is about: the one its message names, else the first. */
+function failedType(types: readonly string[], cause: unknown): string {
+  if (types.length > 1) {
+    const text = describe(cause);
+    // Longest first: the generic type's text never contains an extra's, but be exact.
+    const named = [...types].sort((a, b) => b.length - a.length).find((t) => text.includes(t));
+    if (named) return named;
+  }
+  return types[0]!;
+}
+
+/**
+ * Emits one committed change: the generic event, then the per-trigger literal if any, in
+ * ONE `sink.append` call. Resolves with the events appended; rejects with an
+ * {@link OperationalStateEmitError} (already logged) when the emit failed.
+ *
+ * @example
+ * const sink = createMemorySink({ workspaceId: 'ws-1' });
+ * await emitStateTransition(sink, old, next, record);
+ * sink.events.map((e) => e.event_type); // ['kora.operational_state.transitioned', 'kora.boot.ready']
+ */
+export async function emitStateTransition(
+  sink: EventSink,
+  old: OperationalState,
+  next: OperationalState,
+  record: TransitionRecord,
+  options: EmitOptions = {},
+): Promise<ChainEvent[]> {
+  const logger = options.logger ?? console;
+  const transition = old && next ? `${old.primaryState} → ${next.primaryState}` : undefined;
+  const fail = (eventType: string, cause: unknown, types?: readonly string[]) => {
+    const err = new OperationalStateEmitError(eventType, cause, types, transition);
+    logOnce(logger, err);
+    return err;
+  };
+
+  // Preflight: nothing is appended and no seq is used unless all of it passes.
+  if (!sink || typeof sink.append !== 'function') {
+    throw fail(GENERIC_TRANSITION_EVENT, new TypeError(`no event sink (got ${quote(sink)})`));
+  }
+  const workspaceId = sink.workspaceId;
+  if (typeof workspaceId !== 'string' || workspaceId.trim() === '') {
+    throw fail(
+      GENERIC_TRANSITION_EVENT,
+      new TypeError(`the sink's workspace id is empty (got ${quote(workspaceId)})`),
+    );
+  }
+  let extra: string | undefined;
+  try {
+    extra = (options.selectExtra ?? selectExtraEvent)(old, next, record);
+  } catch (err) {
+    throw fail(GENERIC_TRANSITION_EVENT, err);
+  }
+  const types =
+    extra === undefined ? [GENERIC_TRANSITION_EVENT] : [GENERIC_TRANSITION_EVENT, extra];
+  for (const type of types) {
+    if (typeof type !== 'string' || !EVENT_TYPE_PATTERN.test(type)) {
+      throw fail(
+        String(type),
+        new TypeError(`event type ${quote(type)} does not match ${EVENT_TYPE_PATTERN}`),
+        types,
+      );
+    }
+  }
+  let generic: TransitionPayload;
+  let occurredAt: string;
+  try {
+    generic = buildTransitionPayload(old, next, record);
+    occurredAt = new Date((options.now ?? Date.now)()).toISOString();
+  } catch (err) {
+    throw fail(GENERIC_TRANSITION_EVENT, err, types);
+  }
+
+  // From here on the seq is used: the events exist, stored or not.
+  processSequence ??= createEmitSequence();
+  const sequence = options.sequence ?? processSequence;
+  const first = sequence.reserve(types.length);
+  const events: ChainEvent[] = types.map((event_type, i) => ({
+    event_type,
+    payload: i === 0 ? generic : extraPayload(event_type, generic, record.details),
+    workspace_id: workspaceId,
+    instance_id: sequence.instanceId,
+    seq: first + i,
+    occurred_at: occurredAt,
+  }));
+  try {
+    await sink.append(events);
+  } catch (err) {
+    throw fail(failedType(types, err), err, types);
+  }
+  return events;
+}
+
+/** A holder listener that emits chain events, with its own counters. */
+export interface EmitListener {
+  (old: OperationalState, next: OperationalState, record: TransitionRecord): Promise<void>;
+  /** Events stored, emits failed (each logged once), and the last failure's message. */
+  readonly stats: Readonly<{ emitted: number; failures: number; lastError?: string }>;
+  /** The `instance_id` of every event this listener emits. */
+  readonly instanceId: string;
+}
+
+export interface EmitListenerOptions {
+  /** Unique per process run (default: host, pid and a random suffix). */
+  instanceId?: string;
+  logger?: Logger;
+  now?: () => number;
+  selectExtra?: EmitOptions['selectExtra'];
+}
+
+/**
+ * A holder listener that appends every committed change's chain events to `sink`. A
+ * failed emit is logged once and counted in `stats`; it never throws into the holder.
+ *
+ * @example
+ * const sink = createPostgresSink({ workspaceId: 'ws-1', connectionString: url });
+ * await sink.start();
+ * const emit = makeEmitListener(sink);
+ * holder.addListener(emit, { name: 'chain-emit' });
+ * emit.stats; // { emitted: 0, failures: 0 }
+ */
+export function makeEmitListener(sink: EventSink, options: EmitListenerOptions = {}): EmitListener {
+  if (options === null || typeof options !== 'object') {
+    throw new OperationalStateInputError(
+      'options',
+      options,
+      `options must be an object, got ${quote(options)}`,
+    );
+  }
+  if (options.logger !== undefined && typeof options.logger?.error !== 'function') {
+    throw new OperationalStateInputError(
+      'logger',
+      options.logger,
+      `logger must have an error() method, got ${quote(options.logger)}`,
+    );
+  }
+  for (const field of ['now', 'selectExtra'] as const) {
+    const v = options[field];
+    if (v !== undefined && typeof v !== 'function') {
+      throw new OperationalStateInputError(
+        field,
+        v,
+        `${field} must be a function, got ${quote(v)}`,
+      );
+    }
+  }
+  const sequence = createEmitSequence(options.instanceId ?? defaultInstanceId());
+  const stats: { emitted: number; failures: number; lastError?: string } = {
+    emitted: 0,
+    failures: 0,
+  };
+  const emitOptions: EmitOptions = {
+    sequence,
+    logger: options.logger ?? console,
+    ...(options.now ? { now: options.now } : {}),
+    ...(options.selectExtra ? { selectExtra: options.selectExtra } : {}),
+  };
+  const listener = async (
+    old: OperationalState,
+    next: OperationalState,
+    record: TransitionRecord,
+  ) => {
+    try {
+      const events = await emitStateTransition(sink, old, next, record, emitOptions);
+      stats.emitted += events.length;
+    } catch (err) {
+      // emitStateTransition logged it; count it and keep the holder moving.
+      stats.failures++;
+      stats.lastError = err instanceof Error ? err.message : String(err);
+    }
+  };
+  Object.defineProperty(listener, 'name', { value: 'kora.operational_state.emit' });
+  Object.defineProperty(listener, 'stats', { get: () => ({ ...stats }), enumerable: true });
+  Object.defineProperty(listener, 'instanceId', { value: sequence.instanceId, enumerable: true });
+  return listener as EmitListener;
+}

@@ -1,0 +1,406 @@
+/**
+ * The outbox of the durable sinks: no chain event is lost to a database outage.
+ *
+ * Every append is queued, in order, and written by one drain loop (one write in flight).
+ * A write that fails rejects its caller — the emit fails loud — but its events stay
+ * queued and are retried with backoff; later appends queue behind them, so nothing is
+ * reordered. The database makes a retry of an already stored event a no-op, so nothing
+ * is duplicated. The queue is bounded: an append that does not fit is dropped, logged
+ * and counted — never silently.
+ */
+import type { Logger } from '../holder.js';
+import { OperationalStateInputError, quote } from '../vocabulary.js';
+import type { DurableSinkStats } from './sql.js';
+import type { ChainEvent } from './types.js';
+
+/** Writes a batch; resolves with how many events were newly stored. */
+export type OutboxWriter = (events: ChainEvent[]) => Promise<number>;
+
+export interface OutboxTimers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export interface OutboxOptions {
+  /** Events kept at most (default 10,000). */
+  limit?: number;
+  /** Backoff: `initialMs` (default 200) doubling up to `maxMs` (default 5,000), ±20% jitter. */
+  retry?: { initialMs?: number; maxMs?: number };
+  logger?: Logger;
+  /** Log tag (default `[kora.operational_state.outbox]`). */
+  tag?: string;
+  timers?: OutboxTimers;
+  /** Jitter source in [0, 1) (default `Math.random`). */
+  random?: () => number;
+  /** Failures no retry can fix: the batch is refused (rejected, logged, counted), not kept. */
+  isPermanent?: (err: unknown) => boolean;
+  /** Events per write while catching up after a failure (default 500). */
+  batchSize?: number;
+}
+
+const defaults = {
+  limit: 10_000,
+  initialMs: 200,
+  maxMs: 5000,
+  tag: '[kora.operational_state.outbox]',
+  batchSize: 500,
+};
+
+/** An append the outbox had no room for. */
+export class OutboxOverflowError extends Error {
+  override readonly name = 'OutboxOverflowError';
+  constructor(
+    readonly dropped: number,
+    readonly limit: number,
+  ) {
+    super(
+      `outbox full (${limit} events queued): ${dropped} event(s) dropped — the database has been unreachable`,
+    );
+  }
+}
+
+/** An append whose events are queued behind a failure, to be retried. */
+export class OutboxPendingError extends Error {
+  override readonly name = 'OutboxPendingError';
+  constructor(
+    message: string,
+    override readonly cause: unknown,
+    /** Events queued, these included. */
+    readonly depth: number,
+  ) {
+    super(message, { cause });
+  }
+}
+
+interface Entry {
+  readonly events: ChainEvent[];
+  /** Write attempts so far. */
+  attempts: number;
+  /** The caller, until told the outcome (success, or the first failure). */
+  settle?: { resolve(): void; reject(err: unknown): void };
+}
+
+function positive(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new OperationalStateInputError(
+      field,
+      value,
+      `${field} must be a positive integer, got ${quote(value)}`,
+    );
+  }
+  return value;
+}
+
+const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/**
+ * The ordered, bounded retry queue in front of a writer.
+ *
+ * @example
+ * const outbox = new Outbox((events) => db.insert(events), { limit: 10_000 });
+ * outbox.start();
+ * await outbox.append(events); // rejects if not stored yet; the events stay queued
+ * await outbox.flush(5000); // true once everything is stored
+ */
+export class Outbox {
+  readonly #write: OutboxWriter;
+  readonly #limit: number;
+  readonly #initialMs: number;
+  readonly #maxMs: number;
+  readonly #batchSize: number;
+  readonly #tag: string;
+  readonly #logger: Logger;
+  readonly #timers: OutboxTimers;
+  readonly #random: () => number;
+  readonly #isPermanent: (err: unknown) => boolean;
+  readonly #queue: Entry[] = [];
+  readonly #stats: DurableSinkStats = {
+    appended: 0,
+    failures: 0,
+    outboxDepth: 0,
+    dropped: 0,
+    refused: 0,
+  };
+  readonly #flushers = new Set<(stored: boolean) => void>();
+  #started = false;
+  #closed = false;
+  #draining = false;
+  /** Consecutive failed writes. */
+  #streak = 0;
+  #timer: unknown;
+  /** Write one entry per batch until the refused one is found. */
+  #isolate = false;
+
+  constructor(write: OutboxWriter, options: OutboxOptions = {}) {
+    if (typeof write !== 'function') {
+      throw new OperationalStateInputError(
+        'write',
+        write,
+        `write must be a function, got ${quote(write)}`,
+      );
+    }
+    this.#write = write;
+    this.#limit = positive(options.limit ?? defaults.limit, 'outboxLimit');
+    this.#initialMs = positive(options.retry?.initialMs ?? defaults.initialMs, 'retry.initialMs');
+    this.#maxMs = positive(options.retry?.maxMs ?? defaults.maxMs, 'retry.maxMs');
+    if (this.#maxMs < this.#initialMs) {
+      throw new OperationalStateInputError(
+        'retry.maxMs',
+        this.#maxMs,
+        `retry.maxMs (${this.#maxMs}) must be ≥ retry.initialMs (${this.#initialMs})`,
+      );
+    }
+    this.#batchSize = positive(options.batchSize ?? defaults.batchSize, 'batchSize');
+    this.#tag = options.tag ?? defaults.tag;
+    this.#logger = options.logger ?? console;
+    this.#timers = options.timers ?? {
+      setTimeout: (fn, ms) => setTimeout(fn, ms),
+      clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
+    };
+    this.#random = options.random ?? Math.random;
+    this.#isPermanent = options.isPermanent ?? (() => false);
+  }
+
+  /** Counters; `outboxDepth` is the number of events not stored yet. */
+  get stats(): Readonly<DurableSinkStats> {
+    return { ...this.#stats };
+  }
+
+  /** Begins writing (appends before this are kept, and rejected as not stored yet). */
+  start(): void {
+    if (this.#closed || this.#started) return;
+    this.#started = true;
+    void this.#drain();
+  }
+
+  /** Queues `events`; resolves once they are stored, rejects on their first failure. */
+  append(events: ChainEvent[]): Promise<void> {
+    if (!Array.isArray(events)) {
+      return Promise.reject(
+        new OperationalStateInputError(
+          'events',
+          events,
+          `events must be an array, got ${quote(events)}`,
+        ),
+      );
+    }
+    if (events.length === 0) return Promise.resolve();
+    if (this.#closed) return Promise.reject(this.#drop(events, new Error(`${this.#tag} closed`)));
+    if (this.#stats.outboxDepth + events.length > this.#limit) {
+      return Promise.reject(
+        this.#drop(events, new OutboxOverflowError(events.length, this.#limit)),
+      );
+    }
+    const entry: Entry = { events: [...events], attempts: 0 };
+    this.#queue.push(entry);
+    this.#stats.outboxDepth += events.length;
+    if (!this.#started) {
+      return Promise.reject(
+        new OutboxPendingError(
+          `sink not started: ${events.length} event(s) queued (${this.#stats.outboxDepth} in the outbox)`,
+          undefined,
+          this.#stats.outboxDepth,
+        ),
+      );
+    }
+    if (this.#timer !== undefined) {
+      // Backing off: not stored now; the retry will write it after those before it.
+      return Promise.reject(
+        new OutboxPendingError(
+          `sink unavailable (${this.#stats.lastError ?? 'retrying'}): ${events.length} event(s) queued behind ` +
+            `${this.#stats.outboxDepth - events.length}, retrying`,
+          undefined,
+          this.#stats.outboxDepth,
+        ),
+      );
+    }
+    const done = new Promise<void>((resolve, reject) => {
+      entry.settle = { resolve, reject };
+    });
+    void this.#drain();
+    return done;
+  }
+
+  /**
+   * Resolves true once every queued event is stored, false when `timeoutMs` (default
+   * 5,000) passed first. A pending retry is tried at once.
+   */
+  flush(timeoutMs = 5000): Promise<boolean> {
+    if (this.#idle()) return Promise.resolve(true);
+    if (this.#started && !this.#closed && this.#timer !== undefined) {
+      this.#timers.clearTimeout(this.#timer);
+      this.#timer = undefined;
+      void this.#drain();
+    }
+    return new Promise<boolean>((resolve) => {
+      let timer: unknown;
+      const done = (stored: boolean) => {
+        this.#flushers.delete(done);
+        this.#timers.clearTimeout(timer);
+        resolve(stored);
+      };
+      this.#flushers.add(done);
+      timer = this.#timers.setTimeout(() => done(false), timeoutMs);
+    });
+  }
+
+  /** Stops retrying. Events still queued are reported (they are not stored). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#stats.outboxDepth > 0) {
+      this.#log(
+        'error',
+        `${this.#tag} closed with ${this.#stats.outboxDepth} event(s) not stored (last error: ${this.#stats.lastError ?? 'none'})`,
+      );
+    }
+    for (const entry of this.#queue) {
+      entry.settle?.reject(new Error(`${this.#tag} closed before the events were stored`));
+      entry.settle = undefined;
+    }
+    for (const f of [...this.#flushers]) f(this.#stats.outboxDepth === 0);
+  }
+
+  #idle(): boolean {
+    return this.#stats.outboxDepth === 0 && !this.#draining;
+  }
+
+  #drop(events: ChainEvent[], err: Error): Error {
+    this.#stats.dropped += events.length;
+    const first = events[0]!;
+    this.#log(
+      'error',
+      `${this.#tag} dropped ${events.length} event(s) (${first.instance_id} seq ${first.seq}…): ${err.message}`,
+    );
+    return err;
+  }
+
+  #log(level: 'error' | 'warn', text: string, err?: unknown): void {
+    try {
+      if (err === undefined) this.#logger[level](text);
+      else this.#logger[level](text, err);
+    } catch {
+      // A throwing logger must not stop the outbox.
+    }
+  }
+
+  /** The next batch: the head entry, plus already-failed entries behind it when catching up. */
+  #nextBatch(): Entry[] {
+    const batch = [this.#queue[0]!];
+    if (this.#isolate || this.#streak === 0) return batch;
+    let size = batch[0]!.events.length;
+    for (let i = 1; i < this.#queue.length; i++) {
+      const e = this.#queue[i]!;
+      if (size + e.events.length > this.#batchSize) break;
+      batch.push(e);
+      size += e.events.length;
+    }
+    return batch;
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      while (
+        this.#queue.length > 0 &&
+        this.#started &&
+        !this.#closed &&
+        this.#timer === undefined
+      ) {
+        const batch = this.#nextBatch();
+        const events = batch.flatMap((e) => e.events);
+        const retry = batch.some((e) => e.attempts > 0);
+        for (const e of batch) e.attempts++;
+        let stored: number;
+        try {
+          stored = await this.#write(events);
+        } catch (err) {
+          this.#stats.failures++;
+          this.#stats.lastError = message(err);
+          if (this.#isPermanent(err)) {
+            if (batch.length > 1) {
+              this.#isolate = true;
+              continue;
+            }
+            this.#refuse(batch[0]!, err);
+            continue;
+          }
+          this.#backOff(err);
+          break;
+        }
+        this.#queue.splice(0, batch.length);
+        this.#stats.outboxDepth -= events.length;
+        this.#stats.appended += stored;
+        if (this.#streak > 0) {
+          this.#log('warn', `${this.#tag} recovered after ${this.#streak} failed attempt(s)`);
+        }
+        this.#streak = 0;
+        this.#isolate = false;
+        if (stored < events.length && !retry) {
+          // A first attempt that found its (instance_id, seq) taken: an instance id reused.
+          this.#log(
+            'warn',
+            `${this.#tag} ${events.length - stored} event(s) already stored under instance ` +
+              `${quote(events[0]!.instance_id)} (seq ${events[0]!.seq}…) were skipped — is the instance id unique per run?`,
+          );
+        }
+        for (const e of batch) {
+          e.settle?.resolve();
+          e.settle = undefined;
+        }
+      }
+    } finally {
+      this.#draining = false;
+    }
+    if (this.#idle()) for (const f of [...this.#flushers]) f(true);
+  }
+
+  #refuse(entry: Entry, err: unknown): void {
+    this.#queue.shift();
+    this.#stats.outboxDepth -= entry.events.length;
+    this.#stats.refused += entry.events.length;
+    const first = entry.events[0]!;
+    this.#log(
+      'error',
+      `${this.#tag} the database refused ${entry.events.length} event(s) (${first.instance_id} seq ${first.seq}…; ` +
+        `${entry.events.map((e) => e.event_type).join(', ')}); not retried: ${message(err)}`,
+    );
+    entry.settle?.reject(err);
+    entry.settle = undefined;
+  }
+
+  #backOff(err: unknown): void {
+    this.#streak++;
+    const base = Math.min(this.#maxMs, this.#initialMs * 2 ** Math.min(this.#streak - 1, 30));
+    const delay = Math.round(base * (0.8 + 0.4 * this.#random()));
+    if (this.#streak === 1) {
+      this.#log(
+        'error',
+        `${this.#tag} append failed; ${this.#stats.outboxDepth} event(s) kept in the outbox, retrying with backoff`,
+        err,
+      );
+    }
+    // Every caller still waiting learns now that its events are not stored yet.
+    for (const entry of this.#queue) {
+      if (!entry.settle) continue;
+      entry.settle.reject(
+        new OutboxPendingError(
+          `append failed (${message(err)}); ${entry.events.length} event(s) kept in the outbox ` +
+            `(${this.#stats.outboxDepth} queued), retrying`,
+          err,
+          this.#stats.outboxDepth,
+        ),
+      );
+      entry.settle = undefined;
+    }
+    this.#timer = this.#timers.setTimeout(() => {
+      this.#timer = undefined;
+      void this.#drain();
+    }, delay);
+    // A retry timer alone must not keep the process alive; flush() before exit.
+    (this.#timer as { unref?: () => void } | undefined)?.unref?.();
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * The PGlite sink, the embedded default: the same SQL as Postgres, in-process, persisted
+ * in a directory — zero setup. One process per data directory.
+ */
+import { mkdir } from 'node:fs/promises';
+import type { PGlite } from '@electric-sql/pglite';
+import { OperationalStateInputError, quote } from '../vocabulary.js';
+import { type DurableSinkOptions, SqlEventSink } from './durable.js';
+
+export interface PgliteSinkOptions extends DurableSinkOptions {
+  /** The database directory (default `./.kora-opstate/pglite`; `memory://` keeps it in memory). */
+  dataDir?: string;
+  /** An open PGlite to use instead; the sink never closes it. */
+  db?: PGlite;
+}
+
+/** Where the embedded event log lives by default. */
+export const DEFAULT_PGLITE_DIR = './.kora-opstate/pglite';
+
+const TAG = '[kora.operational_state.sink.pglite]';
+
+/**
+ * Creates the PGlite sink. `start()` opens (or creates) the directory and applies the
+ * migrations.
+ *
+ * @example
+ * const sink = createPgliteSink({ workspaceId: 'ws-1', dataDir: './.kora-opstate/pglite' });
+ * await sink.start();
+ * holder.addListener(makeEmitListener(sink));
+ * await sink.verifyChain(); // { ok: true, events: 0 }
+ */
+export function createPgliteSink(options: PgliteSinkOptions = {}): SqlEventSink {
+  const given = options.db;
+  if (given !== undefined && (given === null || typeof given.query !== 'function')) {
+    throw new OperationalStateInputError('db', given, `db must be a PGlite, got ${quote(given)}`);
+  }
+  const dataDir = options.dataDir ?? DEFAULT_PGLITE_DIR;
+  if (typeof dataDir !== 'string' || dataDir === '') {
+    throw new OperationalStateInputError(
+      'dataDir',
+      dataDir,
+      `dataDir must be a non-empty path, got ${quote(dataDir)}`,
+    );
+  }
+  let db: PGlite | undefined;
+  return new SqlEventSink(
+    {
+      tag: TAG,
+      async open() {
+        if (!db) {
+          if (given) {
+            db = given;
+          } else {
+            if (!dataDir.includes('://')) await mkdir(dataDir, { recursive: true });
+            // Loaded on first use: the WebAssembly build is large and Postgres users never need it.
+            const { PGlite } = await import('@electric-sql/pglite');
+            db = await PGlite.create(dataDir);
+          }
+        }
+        return db;
+      },
+      async shut() {
+        if (db && !given) await db.close();
+        db = undefined;
+      },
+    },
+    options,
+  );
+}

@@ -1,0 +1,97 @@
+/**
+ * The Postgres sink: chain events into `event_log` through `pg`, via the outbox.
+ */
+import pg from 'pg';
+import type { Logger } from '../holder.js';
+import { OperationalStateInputError, quote } from '../vocabulary.js';
+import { type DurableSinkOptions, SqlEventSink } from './durable.js';
+
+export interface PostgresSinkOptions extends DurableSinkOptions {
+  /** A pool to use; the sink never ends it. */
+  pool?: pg.Pool;
+  /** Where to connect when no `pool` is given (default `DATABASE_URL`); the sink owns that pool. */
+  connectionString?: string;
+  /** Connections of the pool the sink creates (default 2). */
+  maxConnections?: number;
+  /** Connect timeout of the pool the sink creates (default 5,000 ms). */
+  connectTimeoutMs?: number;
+}
+
+const TAG = '[kora.operational_state.sink.postgres]';
+
+/**
+ * Creates the Postgres sink. Nothing connects until `start()`, which applies the
+ * migrations (idempotent, safe from several processes at once).
+ *
+ * @example
+ * const sink = createPostgresSink({ workspaceId: 'ws-1', connectionString: process.env.DATABASE_URL });
+ * await sink.start();
+ * holder.addListener(makeEmitListener(sink));
+ * // ... on shutdown:
+ * await sink.flush(5000);
+ * await sink.close();
+ */
+export function createPostgresSink(options: PostgresSinkOptions = {}): SqlEventSink {
+  const given = options.pool;
+  if (given !== undefined && (given === null || typeof given.query !== 'function')) {
+    throw new OperationalStateInputError(
+      'pool',
+      given,
+      `pool must be a pg.Pool, got ${quote(given)}`,
+    );
+  }
+  const connectionString = options.connectionString ?? process.env.DATABASE_URL;
+  if (!given && (typeof connectionString !== 'string' || connectionString === '')) {
+    throw new OperationalStateInputError(
+      'connectionString',
+      connectionString,
+      `createPostgresSink needs a pool or a connectionString (or DATABASE_URL), got ${quote(connectionString)}`,
+    );
+  }
+  const max = options.maxConnections ?? 2;
+  const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+  for (const [field, v] of [
+    ['maxConnections', max],
+    ['connectTimeoutMs', connectTimeoutMs],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 1) {
+      throw new OperationalStateInputError(
+        field,
+        v,
+        `${field} must be a positive integer, got ${quote(v)}`,
+      );
+    }
+  }
+  const logger: Logger = options.logger ?? console;
+  let pool: pg.Pool | undefined;
+  // Connections die with the server (restart, failover): without a listener an idle
+  // client's error would crash the process. The pool replaces them on the next query.
+  const onError = (err: Error) => {
+    try {
+      logger.warn(`${TAG} connection lost: ${err.message}`);
+    } catch {
+      // Nothing left to report to.
+    }
+  };
+  return new SqlEventSink(
+    {
+      tag: TAG,
+      async open() {
+        if (!pool) {
+          pool =
+            given ??
+            new pg.Pool({ connectionString, max, connectionTimeoutMillis: connectTimeoutMs });
+          pool.on('error', onError);
+        }
+        return pool;
+      },
+      async shut() {
+        if (!pool) return;
+        pool.off('error', onError);
+        if (!given) await pool.end();
+        pool = undefined;
+      },
+    },
+    options,
+  );
+}

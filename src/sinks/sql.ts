@@ -1,0 +1,97 @@
+/**
+ * The SQL both durable sinks share (Postgres through `pg`, PGlite): the chain hash, the
+ * append call, verification and tail reads. Text only — no I/O here.
+ */
+import type { SinkStats, StoredChainEvent } from './types.js';
+
+/** What the sinks need of a database session: `pg.Pool`, `pg.Client` and `PGlite` all fit. */
+export interface SqlSession {
+  // biome-ignore lint/suspicious/noExplicitAny: rows are typed at each call site.
+  query(text: string, params?: unknown[]): Promise<{ rows: any[] }>;
+  /** Multi-statement text (PGlite); `pg` runs it through `query` without parameters. */
+  exec?(text: string): Promise<unknown>;
+}
+
+/** Advisory-lock class ids (first key of the two-key form): 'Kora' and 'Korb'. */
+export const MIGRATION_LOCK_CLASS = 0x4b6f7261;
+export const CHAIN_LOCK_CLASS = 0x4b6f7262;
+
+/**
+ * The chain hash of one event, as SQL over column expressions:
+ *
+ *   sha256(utf8(coalesce(prev_event_hash, '') || canonical)), hex
+ *   canonical = jsonb_build_array(event_id, workspace_id, instance_id, seq, event_type,
+ *                                 occurred_at as 'YYYY-MM-DDTHH:MI:SS.ffffffZ' (UTC), payload)::text
+ *
+ * jsonb's text form is canonical (keys ordered, fixed spacing, numbers as stored), so the
+ * stored columns always recompute to the same text. Stored hashes depend on this text:
+ * never edit it — a new canonical form needs a new migration and a versioned verify.
+ * @internal
+ */
+export function eventHashSql(c: {
+  prev: string;
+  eventId: string;
+  workspaceId: string;
+  instanceId: string;
+  seq: string;
+  eventType: string;
+  occurredAt: string;
+  payload: string;
+}): string {
+  return (
+    `encode(sha256(convert_to(coalesce(${c.prev}, '') || jsonb_build_array(` +
+    `${c.eventId}, ${c.workspaceId}, ${c.instanceId}, ${c.seq}, ${c.eventType}, ` +
+    `to_char(${c.occurredAt} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), ` +
+    `${c.payload})::text, 'UTF8')), 'hex')`
+  );
+}
+
+/** The recomputed hash of a stored `event_log` row. @internal */
+export const STORED_ROW_HASH_SQL = eventHashSql({
+  prev: 'prev_event_hash',
+  eventId: 'event_id',
+  workspaceId: 'workspace_id',
+  instanceId: 'instance_id',
+  seq: 'seq',
+  eventType: 'event_type',
+  occurredAt: 'occurred_at',
+  payload: 'payload',
+});
+
+/** One round trip per append: the database locks, links and hashes (migration 1). */
+/** @internal */
+export const APPEND_SQL = 'SELECT kora_opstate_append($1::jsonb) AS stored';
+
+/** @internal */
+export const VERIFY_PAGE = 5000;
+/** @internal */
+export const VERIFY_SQL = `SELECT event_id::text AS event_id, chain_seq, prev_event_hash, this_event_hash,
+  ${STORED_ROW_HASH_SQL} AS recomputed
+  FROM event_log WHERE workspace_id = $1 AND chain_seq > $2 ORDER BY chain_seq LIMIT ${VERIFY_PAGE}`;
+
+/** @internal */
+export const TAIL_SQL = `SELECT event_id::text AS event_id, event_type, payload, workspace_id, instance_id, seq,
+  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS occurred_at,
+  chain_seq, prev_event_hash, this_event_hash
+  FROM event_log WHERE workspace_id = $1 AND chain_seq > $2 ORDER BY chain_seq DESC LIMIT $3`;
+
+/** A stored event with its position in the workspace's chain (from 1). */
+export interface PositionedChainEvent extends StoredChainEvent {
+  readonly chain_seq: number;
+}
+
+/** Sink counters; `refused` counts events the database refused for good (e.g. its CHECK). */
+export interface DurableSinkStats extends SinkStats {
+  refused: number;
+}
+
+/**
+ * SQLSTATE classes a retry cannot fix: data exceptions (22), integrity violations (23),
+ * syntax/undefined objects (42) and our function's own raises (P0). Everything else —
+ * connection loss (08), shutdown (57), resources (53) — is worth retrying.
+ * @internal
+ */
+export function isPermanentSqlError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^(22|23|42|P0)/.test(code);
+}
