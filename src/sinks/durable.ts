@@ -46,6 +46,16 @@ export function resolveWorkspaceId(value: unknown): string {
   return workspaceId;
 }
 
+/** A durable sink as shipped: the contract plus `refused` and stored positions. */
+export interface DurableChainSink extends DurableEventSink {
+  readonly stats: Readonly<DurableSinkStats>;
+  tail(options?: {
+    limit?: number;
+    workspaceId?: string;
+    afterSeq?: number;
+  }): Promise<PositionedChainEvent[]>;
+}
+
 /** How a concrete sink reaches its database. @internal */
 export interface SqlBackend {
   /** Log tag, e.g. `[kora.operational_state.sink.postgres]`. */
@@ -61,7 +71,7 @@ export interface SqlBackend {
  * outbox, verification and reads.
  * @internal Use `createPostgresSink` or `createPgliteSink`.
  */
-export class SqlEventSink implements DurableEventSink {
+export class SqlEventSink implements DurableChainSink {
   readonly workspaceId: string;
   readonly #backend: SqlBackend;
   readonly #outbox: Outbox;

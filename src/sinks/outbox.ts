@@ -286,10 +286,10 @@ export class Outbox {
     }
   }
 
-  /** The next batch: the head entry, plus already-failed entries behind it when catching up. */
+  /** The next batch: the head entry, plus the entries queued behind it (catching up). */
   #nextBatch(): Entry[] {
     const batch = [this.#queue[0]!];
-    if (this.#isolate || this.#streak === 0) return batch;
+    if (this.#isolate) return batch;
     let size = batch[0]!.events.length;
     for (let i = 1; i < this.#queue.length; i++) {
       const e = this.#queue[i]!;

@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { PGlite } from '@electric-sql/pglite';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
-import { type DurableSinkOptions, SqlEventSink } from './durable.js';
+import { type DurableChainSink, type DurableSinkOptions, SqlEventSink } from './durable.js';
 
 export interface PgliteSinkOptions extends DurableSinkOptions {
   /** The database directory (default `./.kora-opstate/pglite`; `memory://` keeps it in memory). */
@@ -29,7 +29,7 @@ const TAG = '[kora.operational_state.sink.pglite]';
  * holder.addListener(makeEmitListener(sink));
  * await sink.verifyChain(); // { ok: true, events: 0 }
  */
-export function createPgliteSink(options: PgliteSinkOptions = {}): SqlEventSink {
+export function createPgliteSink(options: PgliteSinkOptions = {}): DurableChainSink {
   const given = options.db;
   if (given !== undefined && (given === null || typeof given.query !== 'function')) {
     throw new OperationalStateInputError('db', given, `db must be a PGlite, got ${quote(given)}`);

@@ -4,7 +4,7 @@
 import pg from 'pg';
 import type { Logger } from '../holder.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
-import { type DurableSinkOptions, SqlEventSink } from './durable.js';
+import { type DurableChainSink, type DurableSinkOptions, SqlEventSink } from './durable.js';
 
 export interface PostgresSinkOptions extends DurableSinkOptions {
   /** A pool to use; the sink never ends it. */
@@ -31,7 +31,7 @@ const TAG = '[kora.operational_state.sink.postgres]';
  * await sink.flush(5000);
  * await sink.close();
  */
-export function createPostgresSink(options: PostgresSinkOptions = {}): SqlEventSink {
+export function createPostgresSink(options: PostgresSinkOptions = {}): DurableChainSink {
   const given = options.pool;
   if (given !== undefined && (given === null || typeof given.query !== 'function')) {
     throw new OperationalStateInputError(

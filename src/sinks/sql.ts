@@ -86,12 +86,13 @@ export interface DurableSinkStats extends SinkStats {
 }
 
 /**
- * SQLSTATE classes a retry cannot fix: data exceptions (22), integrity violations (23),
- * syntax/undefined objects (42) and our function's own raises (P0). Everything else —
- * connection loss (08), shutdown (57), resources (53) — is worth retrying.
+ * The database refused the events themselves — a data exception (22) or an integrity
+ * violation (23), e.g. the vocabulary CHECK: no retry can fix that. Everything else —
+ * connection loss (08), shutdown (57), resources (53), even a missing table (42, an
+ * operator can repair it) — is retried with the events kept.
  * @internal
  */
 export function isPermanentSqlError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^(22|23|42|P0)/.test(code);
+  return typeof code === 'string' && /^(22|23)/.test(code);
 }
