@@ -40,20 +40,30 @@ interface WriterReport {
   sink: { appended: number; failures: number; dropped: number; outboxDepth: number };
 }
 
-function runWriter(env: Record<string, string>): Promise<WriterReport> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', writer], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
+/** Starts a writer; `ready` resolves once it has started (and migrated). */
+function startWriter(env: Record<string, string>): {
+  ready: Promise<void>;
+  go(): void;
+  report: Promise<WriterReport>;
+} {
+  const child = spawn(process.execPath, ['--import', 'tsx', writer], {
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  let onReady: () => void = () => {};
+  const ready = new Promise<void>((resolve) => {
+    onReady = resolve;
+  });
+  child.stdout.on('data', (d) => {
+    out += d;
+    if (out.startsWith('ready\n')) onReady();
+  });
+  child.stderr.on('data', (d) => {
+    err += d;
+  });
+  const report = new Promise<WriterReport>((resolve, reject) => {
     child.on('error', reject);
     child.on('exit', (code) => {
       if (code !== 0) return reject(new Error(`chainWriter exited ${code}: ${err}`));
@@ -64,6 +74,12 @@ function runWriter(env: Record<string, string>): Promise<WriterReport> {
       }
     });
   });
+  // A writer that dies before `ready` must fail the test, not hang it.
+  return {
+    ready: Promise.race([ready, report.then(() => {})]),
+    go: () => child.stdin.end('go\n'),
+    report,
+  };
 }
 
 const event = (instance: string, seq: number, over: Partial<ChainEvent> = {}): ChainEvent => ({
@@ -79,17 +95,18 @@ const event = (instance: string, seq: number, over: Partial<ChainEvent> = {}): C
 describe('event log on PostgreSQL', () => {
   it('4 processes × 250 transitions share one chain: 1,000 events once each, seq gapless, chain ok', async () => {
     const instances = ['w1', 'w2', 'w3', 'w4'].map((w) => `${w}-${db.schema}`);
-    // All four start (and migrate) at once.
-    const reports = await Promise.all(
-      instances.map((instance) =>
-        runWriter({
-          CHAIN_URL: db.url,
-          CHAIN_WORKSPACE: 'ws-shared',
-          CHAIN_INSTANCE: instance,
-          CHAIN_TRANSITIONS: '250',
-        }),
-      ),
+    // All four start (and migrate) at once, then write at once.
+    const writers = instances.map((instance) =>
+      startWriter({
+        CHAIN_URL: db.url,
+        CHAIN_WORKSPACE: 'ws-shared',
+        CHAIN_INSTANCE: instance,
+        CHAIN_TRANSITIONS: '250',
+      }),
     );
+    await Promise.all(writers.map((w) => w.ready));
+    for (const w of writers) w.go();
+    const reports = await Promise.all(writers.map((w) => w.report));
     for (const r of reports) {
       expect(r).toMatchObject({
         flushed: true,

@@ -3,8 +3,10 @@
  * `CHAIN_TRANSITIONS` claim transitions (ready ⇄ active), then flush and report.
  *
  * Env: CHAIN_URL (connection string, search_path set), CHAIN_WORKSPACE, CHAIN_INSTANCE,
- * CHAIN_TRANSITIONS. Prints one JSON line: { instanceId, emit, sink }.
+ * CHAIN_TRANSITIONS. Prints `ready` once started, waits for a `go` line on stdin (so
+ * several writers really run at once), then prints one JSON line: { instanceId, emit, sink }.
  */
+import { once } from 'node:events';
 import { makeEmitListener } from '../../src/emit.js';
 import { createOperationalStateHolder } from '../../src/holder.js';
 import { createPostgresSink } from '../../src/sinks/postgres.js';
@@ -21,6 +23,14 @@ const sink = createPostgresSink({
 });
 // Every child starts (and migrates) at once: the migration lock is under test too.
 await sink.start();
+process.stdout.write('ready\n');
+let input = '';
+process.stdin.setEncoding('utf8');
+while (!input.includes('go\n')) {
+  const [chunk] = (await once(process.stdin, 'data')) as [string];
+  input += chunk;
+}
+process.stdin.pause();
 const holder = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
 const emit = makeEmitListener(sink, { instanceId: env('CHAIN_INSTANCE') });
 holder.addListener(emit);
