@@ -1,0 +1,458 @@
+/**
+ * Boot wire-in (ST3, SPEC §5): the process singleton holder in `booting`, the chain emit
+ * listener on it, then the §9.2 gates in order — each outcome a §9.1 event, so the boot
+ * shows in the history and the chain (`kora.boot.ready` / `kora.boot.failed` carry the
+ * per-gate results).
+ *
+ * Never throws: a bad option or an unexpected failure is logged with the tag
+ * `[kora.operational_state.wire_in]` and returned as `result: 'error'`.
+ */
+import { type EmitListener, type EmitListenerOptions, makeEmitListener } from './emit.js';
+import {
+  getHolder,
+  initHolder,
+  type Logger,
+  type OperationalStateHolder,
+  type OperationalStateHolderOptions,
+} from './holder.js';
+import type { EventSink } from './sinks/types.js';
+import {
+  DEGRADATION_REASONS,
+  type DegradationReason,
+  OperationalStateInputError,
+  quote,
+} from './vocabulary.js';
+
+/** The log tag of every wire-in line. */
+export const WIRE_IN_LOG_TAG = '[kora.operational_state.wire_in]';
+
+/**
+ * How a gate's failure is handled: `transient` is retried with backoff (row 2) and stops
+ * the boot when its budget is spent (row 3); `invariant` stops the boot at once (row 3);
+ * `invariant_pause` pauses it for an operator (row 4, the §9.8 epoch mismatch).
+ */
+export const GateClass = {
+  TRANSIENT: 'transient',
+  INVARIANT: 'invariant',
+  INVARIANT_PAUSE: 'invariant_pause',
+} as const;
+export type GateClass = (typeof GateClass)[keyof typeof GateClass];
+export const GATE_CLASSES: readonly GateClass[] = Object.freeze(Object.values(GateClass));
+
+/** What a gate's check may answer: a boolean, or `{ ok, detail? }`. */
+export type GateCheckResult = boolean | { ok: boolean; detail?: string };
+
+/** One §9.2 boot gate. A check that throws (or rejects) fails with `unexpected exception: …`. */
+export interface Gate {
+  /** Unique among the gates; shown in the chain's gate results. */
+  id: string;
+  gateClass: GateClass;
+  /** Added while a transient gate is being retried; cleared once it passes. */
+  reason?: DegradationReason;
+  check: () => Promise<GateCheckResult>;
+}
+
+/** A gate's final outcome: `pass`, or `fail` (the gate that ended the boot). */
+export type GateOutcome = 'pass' | 'fail';
+
+/** One gate's result, as in the `kora.boot.*` payloads (snake_case, the wire shape). */
+export interface GateResult {
+  readonly gate_id: string;
+  readonly gate_class: GateClass;
+  readonly outcome: GateOutcome;
+  /** Checks run (1 unless a transient gate was retried). */
+  readonly attempts: number;
+  /** From the first check to the outcome, backoff included. */
+  readonly elapsed_ms: number;
+  /** The last check's detail (`null` when it gave none). */
+  readonly detail: string | null;
+}
+
+export type BootResult = 'ready' | 'paused' | 'stopped' | 'error';
+
+/** What a boot came to. */
+export interface BootSummary {
+  readonly result: BootResult;
+  /** The gates that ran, in order (gates after a failure do not run). */
+  readonly gates: readonly GateResult[];
+  /** The gate that stopped or paused the boot. */
+  readonly failedGate?: GateResult;
+  /** For `result: 'error'`: what went wrong. */
+  readonly error?: string;
+}
+
+/** Transient-gate backoff: `attempts` checks, waiting `initialDelayMs × factor^n`, capped. */
+export interface GateRetryOptions {
+  /** Checks per transient gate, the first included (default 5). */
+  attempts?: number;
+  /** Wait before the second check (default 2,000 ms). */
+  initialDelayMs?: number;
+  /** Multiplier per further retry (default 2). */
+  factor?: number;
+  /** Longest wait (default 30,000 ms). */
+  maxDelayMs?: number;
+}
+
+export interface WireOptions {
+  /** Where the chain events go (an in-memory, Postgres or PGlite sink). */
+  sink: EventSink;
+  /** Run in order; the first failure ends the boot (default: none — straight to ready). */
+  gates?: readonly Gate[];
+  retry?: GateRetryOptions;
+  /** Backoff wait (default a timer); tests pass a fake. */
+  sleep?: (ms: number) => Promise<void>;
+  /** Clock for gate timings, history and events (default `Date.now`). */
+  now?: () => number;
+  logger?: Logger;
+  /**
+   * Options of the singleton holder, if this call creates it. `initial` may only add
+   * degradation reasons: the boot starts in `booting` with claim permission `none`.
+   * `retryBudget` defaults to `retry.attempts - 1`.
+   */
+  holderOptions?: OperationalStateHolderOptions;
+  /** Options of the emit listener (e.g. `instanceId`). */
+  emit?: Omit<EmitListenerOptions, 'logger' | 'now'>;
+}
+
+const retryDefaults = { attempts: 5, initialDelayMs: 2000, factor: 2, maxDelayMs: 30_000 };
+
+interface Resolved {
+  sink: EventSink;
+  gates: readonly Gate[];
+  retry: typeof retryDefaults;
+  sleep: (ms: number) => Promise<void>;
+  now: () => number;
+  logger: Logger;
+  holderOptions: OperationalStateHolderOptions;
+  emit: WireOptions['emit'];
+}
+
+/** The wiring of the current singleton holder: a second call returns its boot. */
+let wired: { holder: OperationalStateHolder; boot: Promise<BootSummary> } | undefined;
+
+const timerSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+function fail(field: string, value: unknown, message: string): never {
+  throw new OperationalStateInputError(field, value, message);
+}
+
+function isFunction(v: unknown): v is (...args: never[]) => unknown {
+  return typeof v === 'function';
+}
+
+/** @internal Validates and fills the options; throws an `OperationalStateInputError`. */
+export function resolveWireOptions(options: WireOptions): Resolved {
+  if (options === null || typeof options !== 'object') {
+    fail('options', options, `options must be an object, got ${quote(options)}`);
+  }
+  const { sink } = options;
+  if (sink === null || typeof sink !== 'object' || !isFunction(sink.append)) {
+    fail('sink', sink, `sink must be an EventSink (with append()), got ${quote(sink)}`);
+  }
+  const gates = options.gates ?? [];
+  if (!Array.isArray(gates)) fail('gates', gates, `gates must be an array, got ${quote(gates)}`);
+  const ids = new Set<string>();
+  gates.forEach((g: Gate, i) => {
+    const at = `gates[${i}]`;
+    if (g === null || typeof g !== 'object')
+      fail(at, g, `${at} must be an object, got ${quote(g)}`);
+    if (typeof g.id !== 'string' || g.id.trim() === '') {
+      fail(`${at}.id`, g.id, `${at}.id must be a non-empty string, got ${quote(g.id)}`);
+    }
+    if (ids.has(g.id)) fail(`${at}.id`, g.id, `gate id ${quote(g.id)} is used twice`);
+    ids.add(g.id);
+    if (!GATE_CLASSES.includes(g.gateClass)) {
+      fail(
+        `${at}.gateClass`,
+        g.gateClass,
+        `unknown gate class ${quote(g.gateClass)} for gate ${quote(g.id)}; expected one of ${GATE_CLASSES.join(', ')}`,
+      );
+    }
+    if (g.reason !== undefined && !DEGRADATION_REASONS.includes(g.reason)) {
+      fail(
+        `${at}.reason`,
+        g.reason,
+        `unknown degradation reason ${quote(g.reason)} for gate ${quote(g.id)}; expected one of ${DEGRADATION_REASONS.join(', ')}`,
+      );
+    }
+    if (!isFunction(g.check)) {
+      fail(
+        `${at}.check`,
+        g.check,
+        `gate ${quote(g.id)} needs a check function, got ${quote(g.check)}`,
+      );
+    }
+  });
+  const given = options.retry ?? {};
+  if (given === null || typeof given !== 'object') {
+    fail('retry', given, `retry must be an object, got ${quote(given)}`);
+  }
+  const retry = { ...retryDefaults };
+  for (const key of Object.keys(retryDefaults) as (keyof typeof retryDefaults)[]) {
+    const v = given[key];
+    if (v === undefined) continue;
+    const ok =
+      typeof v === 'number' &&
+      Number.isFinite(v) &&
+      (key === 'attempts' ? Number.isInteger(v) && v >= 1 : key === 'factor' ? v >= 1 : v >= 0);
+    if (!ok) {
+      const want =
+        key === 'attempts'
+          ? 'a positive integer'
+          : key === 'factor'
+            ? 'a number ≥ 1'
+            : 'a non-negative number';
+      fail(`retry.${key}`, v, `retry.${key} must be ${want}, got ${quote(v)}`);
+    }
+    retry[key] = v;
+  }
+  for (const key of ['sleep', 'now'] as const) {
+    const v = options[key];
+    if (v !== undefined && !isFunction(v))
+      fail(key, v, `${key} must be a function, got ${quote(v)}`);
+  }
+  const logger = options.logger ?? console;
+  if (!isFunction(logger?.error) || !isFunction(logger?.warn) || !isFunction(logger?.info)) {
+    fail('logger', logger, `logger must have error/warn/info methods, got ${quote(logger)}`);
+  }
+  const holderOptions = options.holderOptions ?? {};
+  const initial = holderOptions.initial ?? {};
+  if (
+    (initial.primaryState !== undefined && initial.primaryState !== 'booting') ||
+    (initial.claimPermission !== undefined && initial.claimPermission !== 'none')
+  ) {
+    fail(
+      'holderOptions.initial',
+      initial,
+      `the boot starts in booting with claim permission none; holderOptions.initial may only set degradationReasons, got ${quote(initial)}`,
+    );
+  }
+  return {
+    sink,
+    gates,
+    retry,
+    sleep: options.sleep ?? timerSleep,
+    now: options.now ?? Date.now,
+    logger,
+    holderOptions,
+    emit: options.emit,
+  };
+}
+
+function log(logger: Logger, level: 'error' | 'warn' | 'info', message: string, err?: unknown) {
+  try {
+    if (err === undefined) logger[level](`${WIRE_IN_LOG_TAG} ${message}`);
+    else logger[level](`${WIRE_IN_LOG_TAG} ${message}`, err);
+  } catch {
+    // A throwing logger must not break the boot.
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Initialises the process holder in `booting`/`none`, registers the chain emit listener
+ * and runs the gates; resolves with a {@link BootSummary}. Never rejects. A second call
+ * (while the same singleton holder lives) returns the first call's boot — no second
+ * listener, no second run of the gates. Invalid options resolve to `result: 'error'`
+ * naming the bad value, and leave the holder uncreated.
+ *
+ * @example
+ * const sink = createPgliteSink({ workspaceId: 'ws-1' });
+ * const summary = await wireOperationalState({
+ *   sink,
+ *   gates: [
+ *     { id: 'event_log', gateClass: 'transient', reason: 'substrate', check: async () => { await sink.start(); return true; } },
+ *     { id: 'schema_epoch', gateClass: 'invariant_pause', check: async () => ({ ok: epoch === 7, detail: `epoch ${epoch}` }) },
+ *   ],
+ * });
+ * summary.result; // 'ready' | 'paused' | 'stopped' | 'error'
+ */
+export function wireOperationalState(options: WireOptions): Promise<BootSummary> {
+  const existing = getHolder();
+  if (wired && existing === wired.holder) return wired.boot;
+  let resolved: Resolved;
+  try {
+    resolved = resolveWireOptions(options);
+  } catch (err) {
+    const logger = (options as WireOptions | undefined)?.logger ?? console;
+    log(logger, 'error', `invalid wire-in options: ${errorText(err)}`, err);
+    return Promise.resolve({ result: 'error', gates: [], error: errorText(err) });
+  }
+  const { logger } = resolved;
+  let holder: OperationalStateHolder;
+  try {
+    const reasons = resolved.holderOptions.initial?.degradationReasons;
+    holder = initHolder({
+      logger,
+      now: resolved.now,
+      retryBudget: resolved.retry.attempts - 1,
+      ...resolved.holderOptions,
+      initial: {
+        primaryState: 'booting',
+        claimPermission: 'none',
+        degradationReasons: reasons ?? [],
+      },
+    });
+  } catch (err) {
+    log(logger, 'error', `holder could not be created: ${errorText(err)}`, err);
+    return Promise.resolve({ result: 'error', gates: [], error: errorText(err) });
+  }
+  const boot = runBoot(holder, resolved).catch((err): BootSummary => {
+    log(logger, 'error', `boot failed unexpectedly: ${errorText(err)}`, err);
+    return { result: 'error', gates: [], error: errorText(err) };
+  });
+  wired = { holder, boot };
+  return boot;
+}
+
+/** Runs one check; never throws. */
+async function runCheck(gate: Gate): Promise<{ ok: boolean; detail: string | null }> {
+  try {
+    const answer = await gate.check();
+    if (typeof answer === 'boolean') return { ok: answer, detail: null };
+    if (answer !== null && typeof answer === 'object' && typeof answer.ok === 'boolean') {
+      return {
+        ok: answer.ok,
+        detail:
+          answer.detail === undefined || answer.detail === null ? null : String(answer.detail),
+      };
+    }
+    return { ok: false, detail: `check returned ${quote(answer)}, not a boolean or { ok }` };
+  } catch (err) {
+    return { ok: false, detail: `unexpected exception: ${errorText(err)}` };
+  }
+}
+
+/** Backoff before retry `n` (1-based): `initial × factor^(n-1)`, capped. */
+export function gateRetryDelay(n: number, retry: Required<GateRetryOptions>): number {
+  return Math.min(retry.maxDelayMs, retry.initialDelayMs * retry.factor ** (n - 1));
+}
+
+async function runBoot(holder: OperationalStateHolder, o: Resolved): Promise<BootSummary> {
+  const { logger } = o;
+  const emit: EmitListener = makeEmitListener(o.sink, { ...o.emit, logger, now: o.now });
+  holder.addListener(emit, { name: 'kora.operational_state.emit' });
+
+  const start = holder.current.primaryState;
+  if (start !== 'booting') {
+    // The singleton existed before this call, already past booting.
+    const error = `the holder is ${start}, not booting; gates not run`;
+    log(logger, 'error', error);
+    return { result: 'error', gates: [], error };
+  }
+
+  const results: GateResult[] = [];
+  const details = (failed?: GateResult) => ({
+    gates: results.map((r) => ({ ...r })),
+    ...(failed ? { failed_gate_id: failed.gate_id, failed_detail: failed.detail } : {}),
+  });
+  /** The boot was moved on by someone else (an operator's pause or stop). */
+  const overtaken = (): BootSummary | undefined => {
+    const now = holder.current.primaryState;
+    if (now === 'booting') return undefined;
+    log(logger, 'warn', `boot overtaken: the holder is ${now}; remaining gates not run`);
+    return { result: now === 'paused' || now === 'stopped' ? now : 'error', gates: [...results] };
+  };
+
+  for (const gate of o.gates) {
+    const began = o.now();
+    const maxAttempts = gate.gateClass === 'transient' ? o.retry.attempts : 1;
+    /** Reasons this gate's retries added (not held before): cleared once it passes. */
+    const staged: DegradationReason[] = [];
+    let attempt = 0;
+    let check: { ok: boolean; detail: string | null };
+    for (;;) {
+      attempt++;
+      check = await runCheck(gate);
+      if (check.ok || attempt >= maxAttempts) break;
+      const stopped = overtaken();
+      if (stopped) return stopped;
+      const add =
+        gate.reason && !holder.current.degradationReasons.includes(gate.reason)
+          ? [gate.reason]
+          : [];
+      try {
+        await holder.send({
+          type: 'boot.gate_retry',
+          gate: gate.id,
+          trigger: `transient gate failure: ${quote(gate.id)} attempt ${attempt}/${maxAttempts}`,
+          ...(add.length ? { addReasons: add } : {}),
+          details: { gate_id: gate.id, attempt, detail: check.detail },
+        });
+      } catch (err) {
+        // The machine's own budget is smaller than ours (holderOptions.retryBudget):
+        // the machine has the last word — the budget is spent.
+        log(logger, 'warn', `gate ${quote(gate.id)}: retry refused (${errorText(err)})`);
+        break;
+      }
+      staged.push(...add);
+      const delay = gateRetryDelay(attempt, o.retry);
+      log(
+        logger,
+        'warn',
+        `gate ${quote(gate.id)} failed (attempt ${attempt}/${maxAttempts}: ${check.detail ?? 'no detail'}); retrying in ${delay} ms`,
+      );
+      await o.sleep(delay);
+    }
+    const result: GateResult = Object.freeze({
+      gate_id: gate.id,
+      gate_class: gate.gateClass,
+      outcome: check.ok ? 'pass' : 'fail',
+      attempts: attempt,
+      elapsed_ms: Math.max(0, o.now() - began),
+      detail:
+        !check.ok && gate.gateClass === 'transient'
+          ? `retry budget exhausted after ${attempt} attempt(s): ${check.detail ?? 'no detail'}`
+          : check.detail,
+    });
+    results.push(result);
+    const stopped = overtaken();
+    if (stopped) return stopped;
+
+    if (check.ok) {
+      if (staged.length > 0) {
+        // The retries' reasons said "this gate is failing"; it no longer is.
+        await holder.send({
+          type: 'update',
+          trigger: `transient gate ${quote(gate.id)} passed on attempt ${attempt}`,
+          removeReasons: staged,
+          details: { gate_id: gate.id, attempts: attempt },
+        });
+      }
+      continue;
+    }
+
+    if (gate.gateClass === 'invariant_pause') {
+      await holder.send({
+        type: 'boot.epoch_mismatch',
+        trigger: `gate 3b epoch mismatch (§9.8): ${quote(gate.id)}`,
+        details: details(result),
+      });
+      log(logger, 'error', `boot paused: gate ${quote(gate.id)} failed: ${result.detail}`);
+      return { result: 'paused', gates: [...results], failedGate: result };
+    }
+    const why =
+      gate.gateClass === 'invariant' ? 'invariant gate failure' : 'retry budget exhausted';
+    await holder.send({
+      type: 'boot.gate_failed',
+      trigger: `${why}: ${quote(gate.id)}`,
+      details: details(result),
+    });
+    log(logger, 'error', `boot stopped: gate ${quote(gate.id)} failed: ${result.detail}`);
+    return { result: 'stopped', gates: [...results], failedGate: result };
+  }
+
+  const stopped = overtaken();
+  if (stopped) return stopped;
+  await holder.send({
+    type: 'boot.gates_passed',
+    trigger: 'all §9.2 gates pass',
+    claimPermission: 'normal',
+    details: details(),
+  });
+  log(logger, 'info', `boot ready: ${results.length} gate(s) passed`);
+  return { result: 'ready', gates: [...results] };
+}
