@@ -1,0 +1,268 @@
+/**
+ * Graceful shutdown (SPEC §6): on SIGTERM/SIGINT pause (no new claims), stop the poller,
+ * wait for the held claim (bounded), stop (STOP-KORA L4/L5), flush the chain outbox,
+ * exit. A second signal exits at once. Nothing is installed on import.
+ */
+import { constants } from 'node:os';
+import type { Logger, OperationalStateHolder } from '../holder.js';
+import { OperationalStateInputError, quote } from '../vocabulary.js';
+import type { ClaimCoordinator } from './coordinator.js';
+import type { TicketPoller } from './poller.js';
+
+/** The log tag of the shutdown sequence. */
+export const SHUTDOWN_LOG_TAG = '[kora.operational_state.shutdown]';
+
+/** What shutdown needs of a sink: the durable sinks' `flush` (and `close`). */
+export interface FlushableSink {
+  flush?(timeoutMs?: number): Promise<boolean>;
+  close?(): Promise<void>;
+}
+
+/** Where signals come from (default `process`). */
+export interface SignalSource {
+  on(signal: NodeJS.Signals, listener: (signal: NodeJS.Signals) => void): unknown;
+  off(signal: NodeJS.Signals, listener: (signal: NodeJS.Signals) => void): unknown;
+}
+
+export interface GracefulShutdownOptions {
+  holder: OperationalStateHolder;
+  /** Its held claim is waited for. */
+  coordinator?: ClaimCoordinator;
+  /** Stopped first, so it takes no new ticket. */
+  poller?: TicketPoller;
+  /** Flushed (then closed) last, so the pause and stop events are stored. */
+  sink?: FlushableSink;
+  /** Longest wait for the held claim (default 30,000 ms); then the stop goes ahead. */
+  claimTimeoutMs?: number;
+  /** Longest wait for the outbox (default 10,000 ms). */
+  flushTimeoutMs?: number;
+  logger?: Logger;
+}
+
+export interface ShutdownOptions extends GracefulShutdownOptions {
+  /** Default `process.exit`. */
+  exit?: (code: number) => void;
+  /** Default `['SIGTERM', 'SIGINT']`. */
+  signals?: readonly NodeJS.Signals[];
+  /** Default `process`. */
+  signalSource?: SignalSource;
+}
+
+const defaults = { claimTimeoutMs: 30_000, flushTimeoutMs: 10_000 };
+
+function nonNegative(field: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
+    throw new OperationalStateInputError(
+      field,
+      v,
+      `${field} must be a non-negative number, got ${quote(v)}`,
+    );
+  }
+  return v;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function resolve(options: GracefulShutdownOptions) {
+  if (options === null || typeof options !== 'object') {
+    throw new OperationalStateInputError(
+      'options',
+      options,
+      `options must be an object, got ${quote(options)}`,
+    );
+  }
+  const { holder } = options;
+  if (holder === null || typeof holder !== 'object' || typeof holder.send !== 'function') {
+    throw new OperationalStateInputError(
+      'holder',
+      holder,
+      `holder must be an OperationalStateHolder, got ${quote(holder)}`,
+    );
+  }
+  return {
+    ...options,
+    holder,
+    claimTimeoutMs: nonNegative(
+      'claimTimeoutMs',
+      options.claimTimeoutMs ?? defaults.claimTimeoutMs,
+    ),
+    flushTimeoutMs: nonNegative(
+      'flushTimeoutMs',
+      options.flushTimeoutMs ?? defaults.flushTimeoutMs,
+    ),
+    logger: options.logger ?? holder.logger,
+  };
+}
+
+/** Resolves `true` when `p` settles within `ms`, `false` otherwise. */
+function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(false), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Runs the shutdown sequence once: pause (cause `operator`, trigger `shutdown: <reason>`)
+ * → stop the poller → wait for the held claim (≤ `claimTimeoutMs`) → `stop` (trigger
+ * `STOP-KORA L5: shutdown (<reason>)`) → flush the sink (≤ `flushTimeoutMs`) and close
+ * it. Never rejects; resolves with the exit code: 0, or 1 when the outbox could not be
+ * flushed (chain events would be lost with the process).
+ *
+ * @example
+ * const code = await gracefulShutdown({ holder, coordinator, poller, sink }, 'deploy');
+ */
+export async function gracefulShutdown(
+  options: GracefulShutdownOptions,
+  reason: string,
+): Promise<number> {
+  const o = resolve(options);
+  const { holder } = o;
+  const log = (level: 'error' | 'warn' | 'info', message: string, err?: unknown) => {
+    try {
+      if (err === undefined) o.logger[level](`${SHUTDOWN_LOG_TAG} ${message}`);
+      else o.logger[level](`${SHUTDOWN_LOG_TAG} ${message}`, err);
+    } catch {
+      // Nothing left to report to.
+    }
+  };
+  let code = 0;
+
+  // 1. No new claims.
+  const first = holder.current.primaryState;
+  if (first === 'stopped') {
+    log('info', `shutdown (${reason}): the holder is already stopped`);
+  } else if (first === 'paused') {
+    log('info', `shutdown (${reason}): already paused`);
+  } else {
+    try {
+      await holder.send({ type: 'pause', cause: 'operator', trigger: `shutdown: ${reason}` });
+    } catch (err) {
+      log('error', `shutdown (${reason}): pause refused: ${errorText(err)}`, err);
+    }
+  }
+
+  // 2. The poller takes no new ticket; 3. the claim in progress finishes (bounded).
+  const pollerDone = o.poller ? o.poller.stop() : Promise.resolve();
+  const held = o.coordinator?.held;
+  if (held) {
+    log(
+      'info',
+      `shutdown (${reason}): waiting up to ${o.claimTimeoutMs} ms for the claim on ticket ${quote(held.id)}`,
+    );
+  }
+  const claimDone = o.coordinator
+    ? o.coordinator.waitForIdle(o.claimTimeoutMs)
+    : Promise.resolve(true);
+  const settled = await within(
+    Promise.all([pollerDone, claimDone]).then(([, idle]) => {
+      if (!idle) throw new Error('claim still held');
+    }),
+    o.claimTimeoutMs,
+  );
+  if (!settled || (o.coordinator?.held ?? undefined)) {
+    log(
+      'warn',
+      `shutdown (${reason}): the claim${held ? ` on ticket ${quote(held.id)}` : ''} did not end within ${o.claimTimeoutMs} ms; stopping anyway`,
+    );
+  }
+
+  // 4. Stop (STOP-KORA L4/L5 row): final.
+  if (holder.current.primaryState !== 'stopped') {
+    try {
+      await holder.send({ type: 'stop', trigger: `STOP-KORA L5: shutdown (${reason})` });
+    } catch (err) {
+      log('error', `shutdown (${reason}): stop refused: ${errorText(err)}`, err);
+    }
+  }
+
+  // 5. Every chain event stored before the process goes.
+  if (o.sink && typeof o.sink.flush === 'function') {
+    try {
+      const flushed = await o.sink.flush(o.flushTimeoutMs);
+      if (!flushed) {
+        code = 1;
+        log(
+          'error',
+          `shutdown (${reason}): the chain outbox did not drain within ${o.flushTimeoutMs} ms; its events are lost`,
+        );
+      }
+    } catch (err) {
+      code = 1;
+      log('error', `shutdown (${reason}): flushing the sink failed`, err);
+    }
+  }
+  if (o.sink && typeof o.sink.close === 'function') {
+    try {
+      await o.sink.close();
+    } catch (err) {
+      log('warn', `shutdown (${reason}): closing the sink failed`, err);
+    }
+  }
+  log('info', `shutdown (${reason}): done, state ${holder.current.primaryState}, exit ${code}`);
+  return code;
+}
+
+/**
+ * Installs SIGTERM/SIGINT handlers that run {@link gracefulShutdown} and exit with its
+ * code; a second signal exits at once with 128 + the signal number (SIGINT 130, SIGTERM
+ * 143). Returns the uninstall function. Nothing is installed until this is called.
+ *
+ * @example
+ * const uninstall = installShutdownHandlers({ holder, coordinator, poller, sink });
+ */
+export function installShutdownHandlers(options: ShutdownOptions): () => void {
+  resolve(options);
+  const exit = options.exit ?? ((code: number) => process.exit(code));
+  if (typeof exit !== 'function') {
+    throw new OperationalStateInputError(
+      'exit',
+      exit,
+      `exit must be a function, got ${quote(exit)}`,
+    );
+  }
+  const signals = options.signals ?? (['SIGTERM', 'SIGINT'] as const);
+  if (!Array.isArray(signals) || signals.some((s) => !(s in constants.signals))) {
+    throw new OperationalStateInputError(
+      'signals',
+      signals,
+      `signals must be a list of signal names, got ${quote(signals)}`,
+    );
+  }
+  const target: SignalSource = options.signalSource ?? process;
+  const logger = options.logger ?? options.holder.logger;
+  let running = false;
+  let exited = false;
+  const doExit = (code: number) => {
+    exited = true;
+    exit(code);
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (running) {
+      const code = 128 + (constants.signals[signal] ?? 15);
+      try {
+        logger.error(`${SHUTDOWN_LOG_TAG} second signal (${signal}): exiting now with ${code}`);
+      } catch {
+        // Exiting anyway.
+      }
+      doExit(code);
+      return;
+    }
+    running = true;
+    void gracefulShutdown(options, signal).then((code) => {
+      if (!exited) doExit(code);
+    });
+  };
+  for (const s of signals) target.on(s, onSignal);
+  return () => {
+    for (const s of signals) target.off(s, onSignal);
+  };
+}
