@@ -1,0 +1,371 @@
+/**
+ * Graceful shutdown (SPEC §6): the sequence on a real holder and coordinator with fake
+ * signals and exit; then a real agent process on PostgreSQL receiving SIGTERM mid-claim
+ * (finishes the claim, ends stopped, its chain has the pause and the stop, exit 0) and a
+ * second SIGTERM (exits at once, non-zero).
+ */
+import { EventEmitter } from 'node:events';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createClaimCoordinator } from '../src/claims/coordinator.js';
+import { costHardStop } from '../src/claims/cost.js';
+import { createTicketPoller } from '../src/claims/poller.js';
+import { createMemoryTicketSource } from '../src/claims/sources/memory.js';
+import { createPostgresTicketSource } from '../src/claims/sources/postgres.js';
+import { GENERIC_TRANSITION_EVENT, makeEmitListener } from '../src/emit.js';
+import { createOperationalStateHolder } from '../src/holder.js';
+import { createMemorySink } from '../src/sinks/memory.js';
+import { createPostgresSink } from '../src/sinks/postgres.js';
+import type { PrimaryState } from '../src/vocabulary.js';
+import { type AgentProcess, startAgent } from './support/agentProcess.js';
+import { recordingLogger } from './support/logger.js';
+import { createTestSchema, type TestSchema } from './support/postgres.js';
+
+type ShutdownModule = typeof import('../src/claims/shutdown.js');
+let shutdown: ShutdownModule;
+let listenersBeforeImport: number;
+
+beforeAll(async () => {
+  listenersBeforeImport = process.listenerCount('SIGTERM') + process.listenerCount('SIGINT');
+  shutdown = await import('../src/claims/shutdown.js');
+});
+
+function deferred<T = void>() {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+function setup(primaryState: PrimaryState = 'ready') {
+  const logger = recordingLogger();
+  const holder = createOperationalStateHolder({ initial: { primaryState }, logger });
+  const memory = createMemorySink({ workspaceId: 'ws-shutdown' });
+  holder.addListener(makeEmitListener(memory, { logger }));
+  const flushes: (number | undefined)[] = [];
+  let closed = 0;
+  let flushResult = true;
+  const sink = {
+    ...memory,
+    flush: async (ms?: number) => {
+      flushes.push(ms);
+      return flushResult;
+    },
+    close: async () => {
+      closed++;
+    },
+  };
+  const coordinator = createClaimCoordinator({ holder });
+  const events = () => holder.history().map((r) => `${r.from_state}→${r.to_state} ${r.event}`);
+  return {
+    logger,
+    holder,
+    memory,
+    sink,
+    coordinator,
+    events,
+    flushes,
+    closed: () => closed,
+    failFlush: () => {
+      flushResult = false;
+    },
+  };
+}
+
+describe('gracefulShutdown', () => {
+  it('mid-claim: pause (no new claims) → the claim finishes → stop → flush → 0', async () => {
+    const { holder, coordinator, sink, events, flushes, closed, logger } = setup();
+    const finish = deferred();
+    const started = deferred();
+    const claim = coordinator.withClaim({ id: 't-1' }, async () => {
+      started.resolve();
+      await finish.promise;
+      return 'ok';
+    });
+    await started.promise;
+    const code = shutdown.gracefulShutdown(
+      { holder, coordinator, sink, claimTimeoutMs: 60_000, flushTimeoutMs: 1234, logger },
+      'SIGTERM',
+    );
+    // Paused at once; a new claim is refused meanwhile.
+    await new Promise((r) => setImmediate(r));
+    expect(holder.current.primaryState).toBe('paused');
+    expect(
+      await createClaimCoordinator({ holder }).withClaim({ id: 'new' }, async () => 1),
+    ).toMatchObject({ status: 'refused', reason: 'paused' });
+    expect(
+      logger.find('info', 'waiting up to 60000 ms for the claim on ticket "t-1"'),
+    ).toHaveLength(1);
+    finish.resolve();
+    expect(await code).toBe(0);
+    expect((await claim).status).toBe('completed');
+    expect(events()).toEqual([
+      'ready→active claim.acquired',
+      'active→paused pause',
+      'paused→paused claim.released',
+      'paused→stopped stop',
+    ]);
+    const [, pause, , stop] = holder.history();
+    expect(pause).toMatchObject({ trigger: 'shutdown: SIGTERM', cause: 'operator' });
+    expect(stop!.trigger).toBe('STOP-KORA L5: shutdown (SIGTERM)');
+    expect(flushes).toEqual([1234]);
+    expect(closed()).toBe(1);
+  });
+
+  it('stops the poller: no ticket is taken after the signal', async () => {
+    const { holder, coordinator, sink, memory } = setup();
+    const source = createMemoryTicketSource();
+    source.enqueue([{ id: 'a' }, { id: 'b' }]);
+    const started = deferred();
+    const finish = deferred();
+    const poller = createTicketPoller({
+      source,
+      coordinator,
+      holder,
+      idleDelayMs: 5,
+      handle: async () => {
+        started.resolve();
+        await finish.promise;
+      },
+    });
+    poller.start();
+    await started.promise;
+    const code = shutdown.gracefulShutdown({ holder, coordinator, poller, sink }, 'SIGINT');
+    finish.resolve();
+    expect(await code).toBe(0);
+    expect(poller.running).toBe(false);
+    expect(source.rows.map((r) => r.status)).toEqual(['done', 'queued']);
+    expect(holder.current.primaryState).toBe('stopped');
+    const generic = memory.events.filter((e) => e.event_type === GENERIC_TRANSITION_EVENT);
+    expect(generic.map((e) => e.payload.to_primary_state)).toEqual([
+      'active',
+      'paused',
+      'paused',
+      'stopped',
+    ]);
+  });
+
+  it('a claim that outlives claimTimeoutMs: stop anyway (active → stopped), warned; its end is logged', async () => {
+    const { holder, coordinator, sink, events, logger } = setup();
+    const finish = deferred();
+    const started = deferred();
+    const claim = coordinator.withClaim({ id: 'slow' }, async () => {
+      started.resolve();
+      await finish.promise;
+    });
+    await started.promise;
+    expect(
+      await shutdown.gracefulShutdown({ holder, coordinator, sink, claimTimeoutMs: 5 }, 'SIGTERM'),
+    ).toBe(0);
+    expect(logger.find('warn', 'did not end within 5 ms; stopping anyway')).toHaveLength(1);
+    expect(events()).toEqual([
+      'ready→active claim.acquired',
+      'active→paused pause',
+      'paused→stopped stop',
+    ]);
+    finish.resolve();
+    expect(await claim).toMatchObject({ status: 'completed', released: false });
+    expect(logger.find('warn', 'after the process stopped')).toHaveLength(1);
+  });
+
+  it('an outbox that does not drain → exit code 1, logged', async () => {
+    const { holder, sink, failFlush, logger } = setup();
+    failFlush();
+    expect(await shutdown.gracefulShutdown({ holder, sink, flushTimeoutMs: 7 }, 'SIGTERM')).toBe(1);
+    expect(logger.find('error', 'did not drain within 7 ms')).toHaveLength(1);
+    expect(holder.current.primaryState).toBe('stopped');
+  });
+
+  it('already stopped: no transition, still flushed, 0', async () => {
+    const { holder, sink, flushes, logger } = setup('stopped');
+    expect(await shutdown.gracefulShutdown({ holder, sink }, 'SIGTERM')).toBe(0);
+    expect(holder.history()).toEqual([]);
+    expect(flushes).toHaveLength(1);
+    expect(logger.find('info', 'already stopped')).toHaveLength(1);
+  });
+
+  it('already paused (cost hard stop): no second pause; stop keeps the reasons', async () => {
+    const { holder, events } = setup();
+    await costHardStop(holder);
+    expect(await shutdown.gracefulShutdown({ holder }, 'SIGTERM')).toBe(0);
+    expect(events()).toEqual(['ready→paused pause', 'paused→stopped stop']);
+    expect(holder.current.degradationReasons).toEqual(['cost']);
+  });
+
+  it('while booting: paused (row 9), then stopped', async () => {
+    const { holder, events } = setup('booting');
+    expect(await shutdown.gracefulShutdown({ holder }, 'SIGINT')).toBe(0);
+    expect(events()).toEqual(['booting→paused pause', 'paused→stopped stop']);
+  });
+});
+
+describe('installShutdownHandlers', () => {
+  it('nothing is installed on import; install adds one handler per signal, uninstall removes them', () => {
+    expect(process.listenerCount('SIGTERM') + process.listenerCount('SIGINT')).toBe(
+      listenersBeforeImport,
+    );
+    const { holder } = setup();
+    const uninstall = shutdown.installShutdownHandlers({ holder, exit: () => {} });
+    expect(process.listenerCount('SIGTERM') + process.listenerCount('SIGINT')).toBe(
+      listenersBeforeImport + 2,
+    );
+    uninstall();
+    expect(process.listenerCount('SIGTERM') + process.listenerCount('SIGINT')).toBe(
+      listenersBeforeImport,
+    );
+  });
+
+  it('first signal: graceful, exit(0) once; a second signal: exit at once with 128 + signo', async () => {
+    const { holder, coordinator } = setup();
+    const signals = new EventEmitter();
+    const exits: number[] = [];
+    const exited = deferred();
+    const finish = deferred();
+    const started = deferred();
+    const claim = coordinator.withClaim({ id: 'x' }, async () => {
+      started.resolve();
+      await finish.promise;
+    });
+    await started.promise;
+    shutdown.installShutdownHandlers({
+      holder,
+      coordinator,
+      signalSource: signals,
+      exit: (code) => {
+        exits.push(code);
+        exited.resolve();
+      },
+    });
+    signals.emit('SIGTERM', 'SIGTERM');
+    await new Promise((r) => setImmediate(r));
+    expect(holder.current.primaryState).toBe('paused');
+    signals.emit('SIGINT', 'SIGINT');
+    expect(exits).toEqual([130]);
+    signals.emit('SIGTERM', 'SIGTERM');
+    expect(exits).toEqual([130, 143]);
+    // The sequence goes on (the process would be gone); it does not exit a third time.
+    finish.resolve();
+    await claim;
+    while (holder.current.primaryState !== 'stopped') await new Promise((r) => setTimeout(r, 1));
+    await new Promise((r) => setImmediate(r));
+    expect(exits).toEqual([130, 143]);
+
+    const calm = setup();
+    const quiet = new EventEmitter();
+    const codes: number[] = [];
+    const done = deferred();
+    const uninstall = shutdown.installShutdownHandlers({
+      holder: calm.holder,
+      signalSource: quiet,
+      signals: ['SIGINT'],
+      exit: (code) => {
+        codes.push(code);
+        done.resolve();
+      },
+    });
+    quiet.emit('SIGTERM', 'SIGTERM');
+    quiet.emit('SIGINT', 'SIGINT');
+    await done.promise;
+    expect(codes).toEqual([0]);
+    expect(calm.holder.current.primaryState).toBe('stopped');
+    uninstall();
+    expect(quiet.listenerCount('SIGINT')).toBe(0);
+  });
+
+  it('validates its options, naming the value', () => {
+    const { holder } = setup();
+    expect(() => shutdown.installShutdownHandlers({ holder, claimTimeoutMs: -1 })).toThrow(
+      'claimTimeoutMs must be a non-negative number, got -1',
+    );
+    expect(() =>
+      shutdown.installShutdownHandlers({ holder, signals: ['SIGNOPE' as NodeJS.Signals] }),
+    ).toThrow('signals must be a list of signal names, got ["SIGNOPE"]');
+    expect(() => shutdown.installShutdownHandlers({ holder: undefined as never })).toThrow(
+      'holder must be an OperationalStateHolder',
+    );
+  });
+});
+
+describe('an agent process on PostgreSQL receiving SIGTERM', () => {
+  let db: TestSchema;
+  const agents: AgentProcess[] = [];
+
+  beforeEach(async () => {
+    db = await createTestSchema('shutdown');
+    await db.pool.query('CREATE TABLE work_log (ticket_id text NOT NULL, worker_id text NOT NULL)');
+    const source = createPostgresTicketSource({ pool: db.pool });
+    await source.start();
+    await source.enqueue([{ id: 't-sig' }]);
+  });
+
+  afterEach(async () => {
+    for (const a of agents.splice(0)) {
+      if (a.child.exitCode === null && a.child.signalCode === null) a.child.kill('SIGKILL');
+      await a.exited;
+    }
+    await db.drop();
+  });
+
+  const agent = (worker: string) => {
+    const a = startAgent({ AGENT_URL: db.url, AGENT_WORKER: worker, AGENT_MODE: 'stdin' });
+    agents.push(a);
+    return a;
+  };
+
+  it('mid-claim: finishes the claim, ends stopped, the chain has the pause and the stop, exit 0', async () => {
+    const worker = `sig-${db.schema}`;
+    const a = agent(worker);
+    await a.waitFor('working t-sig');
+    a.child.kill('SIGTERM');
+    await a.waitFor('waiting up to 20000 ms for the claim on ticket "t-sig"');
+    a.send('finish');
+    expect(await a.exited, a.stderr()).toEqual({ code: 0, signal: null });
+    expect(a.final()).toMatchObject({
+      state: { primaryState: 'stopped', claimPermission: 'none', degradationReasons: ['operator'] },
+      poller: { completed: 1 },
+    });
+    const { rows: ticket } = await db.pool.query(
+      `SELECT status, resolved_by FROM tickets WHERE id = 't-sig'`,
+    );
+    expect(ticket[0]).toEqual({ status: 'done', resolved_by: worker });
+
+    const sink = createPostgresSink({ workspaceId: 'ws-agents', pool: db.pool });
+    await sink.start();
+    try {
+      const chain = (await sink.tail({ limit: 100 }))
+        .filter((e) => e.instance_id === worker && e.event_type === GENERIC_TRANSITION_EVENT)
+        .map((e) => {
+          const p = e.payload as Record<string, string>;
+          return `${p.from_primary_state}→${p.to_primary_state} ${p.trigger}`;
+        });
+      expect(chain).toEqual([
+        'booting→ready all §9.2 gates pass',
+        'ready→active claim acquired: ticket "t-sig"',
+        'active→paused shutdown: SIGTERM',
+        'paused→paused claim released: ticket "t-sig" (done)',
+        'paused→stopped STOP-KORA L5: shutdown (SIGTERM)',
+      ]);
+      expect(await sink.verifyChain()).toMatchObject({ ok: true });
+    } finally {
+      await sink.close();
+    }
+  }, 60_000);
+
+  it('a second SIGTERM exits at once with 143; the claim is left to its lease', async () => {
+    const worker = `sig2-${db.schema}`;
+    const a = agent(worker);
+    await a.waitFor('working t-sig');
+    a.child.kill('SIGTERM');
+    await a.waitFor('waiting up to 20000 ms');
+    a.child.kill('SIGTERM');
+    expect(await a.exited).toEqual({ code: 143, signal: null });
+    expect(a.lines.some((l) => l.includes('second signal (SIGTERM): exiting now with 143'))).toBe(
+      true,
+    );
+    expect(a.final()).toMatchObject({ state: { primaryState: 'paused' } });
+    const { rows } = await db.pool.query(
+      `SELECT status, lease_owner FROM tickets WHERE id = 't-sig'`,
+    );
+    expect(rows[0]).toEqual({ status: 'claimed', lease_owner: worker });
+  }, 60_000);
+});
