@@ -50,6 +50,8 @@ export interface Gate {
   /** Added while a transient gate is being retried; cleared once it passes. */
   reason?: DegradationReason;
   check: () => Promise<GateCheckResult>;
+  /** A check still running after this long fails with `timed out after … ms` (default: no limit). */
+  timeoutMs?: number;
 }
 
 /** A gate's final outcome: `pass`, or `fail` (the gate that ended the boot). */
@@ -175,6 +177,13 @@ export function resolveWireOptions(options: WireOptions): Resolved {
         `unknown degradation reason ${quote(g.reason)} for gate ${quote(g.id)}; expected one of ${DEGRADATION_REASONS.join(', ')}`,
       );
     }
+    if (g.timeoutMs !== undefined && !(Number.isFinite(g.timeoutMs) && g.timeoutMs > 0)) {
+      fail(
+        `${at}.timeoutMs`,
+        g.timeoutMs,
+        `gate ${quote(g.id)}: timeoutMs must be a positive number, got ${quote(g.timeoutMs)}`,
+      );
+    }
     if (!isFunction(g.check)) {
       fail(
         `${at}.check`,
@@ -277,7 +286,8 @@ export function wireOperationalState(options: WireOptions): Promise<BootSummary>
   try {
     resolved = resolveWireOptions(options);
   } catch (err) {
-    const logger = (options as WireOptions | undefined)?.logger ?? console;
+    const given = (options as WireOptions | undefined)?.logger;
+    const logger = typeof given?.error === 'function' ? given : console;
     log(logger, 'error', `invalid wire-in options: ${errorText(err)}`, err);
     return Promise.resolve({ result: 'error', gates: [], error: errorText(err) });
   }
@@ -310,8 +320,21 @@ export function wireOperationalState(options: WireOptions): Promise<BootSummary>
 
 /** Runs one check; never throws. */
 async function runCheck(gate: Gate): Promise<{ ok: boolean; detail: string | null }> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    const answer = await gate.check();
+    const checked = gate.check();
+    const answer =
+      gate.timeoutMs === undefined
+        ? await checked
+        : await Promise.race([
+            checked,
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(
+                () => reject(new GateTimeoutError(gate.timeoutMs!)),
+                gate.timeoutMs,
+              );
+            }),
+          ]);
     if (typeof answer === 'boolean') return { ok: answer, detail: null };
     if (answer !== null && typeof answer === 'object' && typeof answer.ok === 'boolean') {
       return {
@@ -322,7 +345,16 @@ async function runCheck(gate: Gate): Promise<{ ok: boolean; detail: string | nul
     }
     return { ok: false, detail: `check returned ${quote(answer)}, not a boolean or { ok }` };
   } catch (err) {
+    if (err instanceof GateTimeoutError) return { ok: false, detail: err.message };
     return { ok: false, detail: `unexpected exception: ${errorText(err)}` };
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+class GateTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`timed out after ${ms} ms`);
   }
 }
 

@@ -338,6 +338,23 @@ describe('wireOperationalState: gates', () => {
     expect(odd.failedGate?.detail).toBe('check returned "yes", not a boolean or { ok }');
   });
 
+  it('a check that hangs past its timeoutMs fails with "timed out after … ms"', async () => {
+    const { base } = setup();
+    const summary = await wireOperationalState({
+      ...base,
+      gates: [
+        {
+          id: 'hangs',
+          gateClass: 'invariant',
+          timeoutMs: 5,
+          check: () => new Promise<boolean>(() => {}),
+        },
+      ],
+    });
+    expect(summary.result).toBe('stopped');
+    expect(summary.failedGate?.detail).toBe('timed out after 5 ms');
+  });
+
   it('a broken sink still boots; every emit failure is logged', async () => {
     const { base, logger } = setup();
     const broken: EventSink = {
@@ -448,6 +465,11 @@ describe('wireOperationalState: options', () => {
       'no check',
       { gates: [pass('a', { check: 42 as never })] },
       'gate "a" needs a check function, got 42',
+    ],
+    [
+      'bad timeoutMs',
+      { gates: [pass('a', { timeoutMs: 0 })] },
+      'gate "a": timeoutMs must be a positive number, got 0',
     ],
     [
       'bad attempts',

@@ -65,7 +65,7 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function resolve(options: GracefulShutdownOptions) {
+function resolveShutdownOptions(options: GracefulShutdownOptions) {
   if (options === null || typeof options !== 'object') {
     throw new OperationalStateInputError(
       'options',
@@ -124,7 +124,7 @@ export async function gracefulShutdown(
   options: GracefulShutdownOptions,
   reason: string,
 ): Promise<number> {
-  const o = resolve(options);
+  const o = resolveShutdownOptions(options);
   const { holder } = o;
   const log = (level: 'error' | 'warn' | 'info', message: string, err?: unknown) => {
     try {
@@ -220,7 +220,7 @@ export async function gracefulShutdown(
  * const uninstall = installShutdownHandlers({ holder, coordinator, poller, sink });
  */
 export function installShutdownHandlers(options: ShutdownOptions): () => void {
-  resolve(options);
+  resolveShutdownOptions(options);
   const exit = options.exit ?? ((code: number) => process.exit(code));
   if (typeof exit !== 'function') {
     throw new OperationalStateInputError(
