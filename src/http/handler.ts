@@ -1,0 +1,502 @@
+/**
+ * The status API (SPEC §7) as one web-standard handler, `(Request) => Promise<Response>`:
+ * the status payload, history, an SSE stream, probes, Prometheus metrics, the operator's
+ * transition endpoint and the live panel. Runs on anything that speaks fetch-style
+ * handlers; `./node.js` adapts it to `node:http`.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { Registry } from 'prom-client';
+import {
+  getHolder,
+  InvalidStateTransitionError,
+  type Logger,
+  OperationalStateHolder,
+} from '../holder.js';
+import { OperationalStateInputError, quote } from '../vocabulary.js';
+import { createStatusMetrics, type StatusMetrics } from './metrics.js';
+import { renderPanel } from './panel.js';
+import { MAX_OPERATOR_BODY_BYTES, parseHistoryLimit, parseOperatorCommand } from './schemas.js';
+import {
+  type ChainHealth,
+  chainHealth,
+  type EmitterLike,
+  HOLDER_NOT_INITIALIZED,
+  readiness,
+  type SinkLike,
+  STUB_STATUS,
+  statusOf,
+} from './status.js';
+import { openStatusStream, type StatusStream } from './stream.js';
+
+/** The log tag of everything the HTTP layer reports. */
+export const HTTP_LOG_TAG = '[kora.operational_state.http]';
+
+/** Options of {@link createStatusHandler}; all optional. */
+export interface StatusHandlerOptions {
+  /** The holder, or a function returning it (or `undefined` before it exists). Default: `getHolder`. */
+  holder?: OperationalStateHolder | (() => OperationalStateHolder | undefined);
+  /** A durable sink: its outbox depth, drops and append failures show in the status and metrics. */
+  sink?: SinkLike;
+  /** The chain-event emit listener (`makeEmitListener`): its emitted/failure counts show too. */
+  emitter?: EmitterLike;
+  /** Enables `POST /api/operational-state/transitions` with `Authorization: Bearer <token>`. */
+  operatorToken?: string;
+  /** SSE heartbeat comment interval (default 15000 ms). */
+  heartbeatMs?: number;
+  /** prom-client registry for `/metrics` (default: a fresh one per handler). */
+  registry?: Registry;
+  /** Default `console`. */
+  logger?: Logger;
+  /** The panel's title (default `kora-opstate`). */
+  title?: string;
+}
+
+/** The handler, plus what its owner needs to shut it down and observe it. */
+export interface StatusHandler {
+  (request: Request): Promise<Response>;
+  /** The registry `/metrics` serves. */
+  readonly registry: Registry;
+  /** Open SSE streams. */
+  readonly openStreams: number;
+  /**
+   * Ends every open SSE stream (cleanly: the client sees the end of the stream), removes
+   * the holder listeners and this handler's metrics; later requests get 503.
+   */
+  close(): Promise<void>;
+}
+
+type HolderSource = () => OperationalStateHolder | undefined;
+
+const defaults = {
+  holder: getHolder as StatusHandlerOptions['holder'],
+  sink: undefined as SinkLike | undefined,
+  emitter: undefined as EmitterLike | undefined,
+  operatorToken: undefined as string | undefined,
+  heartbeatMs: 15_000,
+  registry: undefined as Registry | undefined,
+  logger: console as Logger,
+  title: 'kora-opstate',
+};
+
+function invalid(field: string, value: unknown, expected: string): OperationalStateInputError {
+  return new OperationalStateInputError(
+    field,
+    value,
+    `${field} must be ${expected}, got ${quote(value)}`,
+  );
+}
+
+function resolveOptions(options: StatusHandlerOptions) {
+  if (options === null || typeof options !== 'object') {
+    throw invalid('options', options, 'an object');
+  }
+  const o = { ...defaults };
+  for (const [k, v] of Object.entries(options)) {
+    if (v !== undefined) (o as Record<string, unknown>)[k] = v;
+  }
+  const h = o.holder;
+  if (!(h instanceof OperationalStateHolder) && typeof h !== 'function') {
+    throw invalid('holder', h, 'an OperationalStateHolder or a function returning one');
+  }
+  for (const field of ['sink', 'emitter'] as const) {
+    const v = o[field];
+    if (v !== undefined && (v === null || typeof v !== 'object' || typeof v.stats !== 'object')) {
+      throw invalid(field, v, 'an object with a `stats` object');
+    }
+  }
+  const token = o.operatorToken;
+  if (
+    token !== undefined &&
+    (typeof token !== 'string' || token.length === 0 || /\s/.test(token))
+  ) {
+    // Never echo a token, not even a malformed one.
+    throw new OperationalStateInputError(
+      'operatorToken',
+      '[redacted]',
+      `operatorToken must be a non-empty string without whitespace, got ${typeof token === 'string' ? `a string of length ${token.length}` : typeof token}`,
+    );
+  }
+  if (!Number.isInteger(o.heartbeatMs) || o.heartbeatMs < 1) {
+    throw invalid('heartbeatMs', o.heartbeatMs, 'a positive integer (ms)');
+  }
+  if (o.registry !== undefined && !(o.registry instanceof Registry)) {
+    throw invalid('registry', o.registry, 'a prom-client Registry');
+  }
+  const log = o.logger as Partial<Logger> | null;
+  if (
+    log === null ||
+    typeof log !== 'object' ||
+    typeof log.error !== 'function' ||
+    typeof log.warn !== 'function' ||
+    typeof log.info !== 'function'
+  ) {
+    throw invalid('logger', o.logger, 'a console-compatible logger (error, warn, info)');
+  }
+  if (typeof o.title !== 'string') throw invalid('title', o.title, 'a string');
+  const source: HolderSource = h instanceof OperationalStateHolder ? () => h : (h as HolderSource);
+  return { ...o, holder: source, registry: o.registry ?? new Registry() };
+}
+
+const JSON_HEADERS = {
+  'content-type': 'application/json; charset=utf-8',
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+} as const;
+
+const encoder = new TextEncoder();
+
+/** @internal A JSON response with its length, so adapters can send it in one write. */
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  const bytes = encoder.encode(JSON.stringify(body));
+  return new Response(bytes, {
+    status,
+    headers: { ...JSON_HEADERS, 'content-length': String(bytes.byteLength), ...headers },
+  });
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}
+
+/** Reads at most `max` bytes of the body; `undefined` when there are more. */
+async function readCapped(request: Request, max: number): Promise<Uint8Array | undefined> {
+  if (!request.body) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > max) {
+      await reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+type Route = Partial<Record<'GET' | 'POST', (request: Request, url: URL) => Promise<Response>>>;
+
+/**
+ * Creates the status API handler.
+ *
+ * Routes: `GET /` (panel), `GET /api/operational-state`, `GET /api/operational-state/history?limit=N`,
+ * `GET /api/operational-state/stream` (SSE), `POST /api/operational-state/transitions`
+ * (operator; needs `operatorToken`), `GET /livez`, `GET /readyz`, `GET /metrics`.
+ *
+ * @example
+ * const handler = createStatusHandler({ operatorToken: process.env.KORA_OPERATOR_TOKEN });
+ * const res = await handler(new Request('http://localhost/api/operational-state'));
+ * await res.json(); // { primary_state: 'booting', ..., stub: true, error: '...' } before initHolder()
+ * await handler.close();
+ */
+export function createStatusHandler(options: StatusHandlerOptions = {}): StatusHandler {
+  const o = resolveOptions(options);
+  const { logger } = o;
+  const tokenDigest = o.operatorToken === undefined ? undefined : sha256(o.operatorToken);
+  const streams = new Set<StatusStream>();
+  let closed = false;
+
+  let followed: OperationalStateHolder | undefined;
+  let unfollow: (() => void) | undefined;
+  const metrics: StatusMetrics = createStatusMetrics(o.registry, {
+    holder: () => resolveHolder(),
+    ...(o.emitter ? { emitter: o.emitter } : {}),
+    ...(o.sink ? { sink: o.sink } : {}),
+    openStreams: () => streams.size,
+  });
+
+  /** The holder now; starts counting its transitions the first time it is seen. */
+  function resolveHolder(): OperationalStateHolder | undefined {
+    const h = o.holder();
+    if (h !== undefined && !(h instanceof OperationalStateHolder)) {
+      throw invalid('holder()', h, 'an OperationalStateHolder or undefined');
+    }
+    if (h !== followed && !closed) {
+      unfollow?.();
+      unfollow = undefined;
+      followed = h;
+      if (h) {
+        metrics.follow(h);
+        unfollow = h.addListener((_old, _next, record) => metrics.record(record), {
+          name: 'kora.operational_state.http.metrics',
+        });
+      }
+    }
+    return h;
+  }
+
+  const chain = (): ChainHealth | undefined => chainHealth(o.emitter, o.sink);
+
+  function authorized(header: string | null): boolean {
+    if (!tokenDigest || header === null) return false;
+    const m = /^Bearer[ ]+(\S+)[ ]*$/i.exec(header);
+    if (!m) return false;
+    // Equal-length digests: the comparison takes the same time whatever the guess.
+    return timingSafeEqual(sha256(m[1]!), tokenDigest);
+  }
+
+  async function postTransition(request: Request): Promise<Response> {
+    if (!tokenDigest) {
+      return json(403, {
+        error: 'operator transitions are disabled: no operator token is configured',
+      });
+    }
+    if (!authorized(request.headers.get('authorization'))) {
+      return json(
+        401,
+        { error: 'missing or wrong bearer token (Authorization: Bearer <token>)' },
+        { 'www-authenticate': 'Bearer realm="kora-opstate"' },
+      );
+    }
+    const declared = request.headers.get('content-length');
+    if (declared !== null) {
+      if (!/^\d+$/.test(declared)) {
+        return json(400, { error: `invalid Content-Length ${quote(declared)}` });
+      }
+      if (Number(declared) > MAX_OPERATOR_BODY_BYTES) {
+        await request.body?.cancel().catch(() => {});
+        return json(
+          413,
+          { error: `body of ${declared} bytes is over the ${MAX_OPERATOR_BODY_BYTES}-byte limit` },
+          { connection: 'close' },
+        );
+      }
+    }
+    const bytes = await readCapped(request, MAX_OPERATOR_BODY_BYTES);
+    if (!bytes) {
+      return json(
+        413,
+        { error: `body is over the ${MAX_OPERATOR_BODY_BYTES}-byte limit` },
+        { connection: 'close' },
+      );
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    } catch (err) {
+      return json(400, { error: `invalid JSON body: ${(err as Error).message}` });
+    }
+    let command: ReturnType<typeof parseOperatorCommand>;
+    try {
+      command = parseOperatorCommand(body);
+    } catch (err) {
+      if (err instanceof OperationalStateInputError) {
+        return json(400, { error: err.message, field: err.field });
+      }
+      throw err;
+    }
+    const holder = resolveHolder();
+    if (!holder) return json(503, { error: HOLDER_NOT_INITIALIZED });
+    try {
+      if (command.kind === 'event') {
+        await holder.send(command.event);
+      } else {
+        await holder.transitionTo(command.to, command.trigger, {
+          ...(command.claimPermission ? { claimPermission: command.claimPermission } : {}),
+          ...(command.addReasons ? { addReasons: command.addReasons } : {}),
+          ...(command.removeReasons ? { removeReasons: command.removeReasons } : {}),
+        });
+      }
+    } catch (err) {
+      if (err instanceof InvalidStateTransitionError) {
+        return json(409, {
+          error: err.message,
+          from: err.from,
+          to: err.to ?? null,
+          trigger: err.trigger,
+          event: err.event ?? null,
+          reason: err.reason,
+        });
+      }
+      if (err instanceof OperationalStateInputError) {
+        return json(400, { error: err.message, field: err.field });
+      }
+      throw err;
+    }
+    const status = statusOf(holder, chain());
+    logger.info(
+      `${HTTP_LOG_TAG} operator ${command.kind === 'event' ? `event ${quote(command.event.type)}` : `transition to ${command.to}`}` +
+        ` → ${status.primary_state}`,
+    );
+    return json(200, status);
+  }
+
+  const routes = new Map<string, Route>([
+    [
+      '/',
+      {
+        GET: async () => {
+          const nonce = randomBytes(16).toString('base64');
+          const html = renderPanel(statusOf(resolveHolder(), chain()), { nonce, title: o.title });
+          return new Response(html, {
+            headers: {
+              'content-type': 'text/html; charset=utf-8',
+              'cache-control': 'no-store',
+              'x-content-type-options': 'nosniff',
+              'referrer-policy': 'no-referrer',
+              'x-frame-options': 'DENY',
+              // Everything is inline and same-origin: the page can reach nothing else.
+              'content-security-policy':
+                `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; ` +
+                "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            },
+          });
+        },
+      },
+    ],
+    ['/api/operational-state', { GET: async () => json(200, statusOf(resolveHolder(), chain())) }],
+    [
+      '/api/operational-state/history',
+      {
+        GET: async (_req, url) => {
+          let limit: number | undefined;
+          try {
+            limit = parseHistoryLimit(url.searchParams);
+          } catch (err) {
+            if (err instanceof OperationalStateInputError) {
+              return json(400, { error: err.message, field: err.field });
+            }
+            throw err;
+          }
+          const holder = resolveHolder();
+          if (!holder) {
+            return json(200, { transition_history: [], stub: true, error: HOLDER_NOT_INITIALIZED });
+          }
+          return json(200, { transition_history: holder.history(limit) });
+        },
+      },
+    ],
+    [
+      '/api/operational-state/stream',
+      {
+        GET: async (request) => {
+          const stream = openStatusStream({
+            resolveHolder,
+            chain,
+            heartbeatMs: o.heartbeatMs,
+            holderPollMs: Math.min(o.heartbeatMs, 1000),
+            maxQueuedBytes: 1024 * 1024,
+            logger,
+            signal: request.signal,
+            onClose: () => streams.delete(stream),
+          });
+          streams.add(stream);
+          return new Response(stream.body, {
+            headers: {
+              'content-type': 'text/event-stream; charset=utf-8',
+              'cache-control': 'no-cache, no-store',
+              'x-accel-buffering': 'no',
+              'x-content-type-options': 'nosniff',
+            },
+          });
+        },
+      },
+    ],
+    ['/api/operational-state/transitions', { POST: postTransition }],
+    [
+      '/livez',
+      {
+        GET: async () => {
+          const holder = resolveHolder();
+          const state = holder?.current.primaryState ?? STUB_STATUS.primary_state;
+          return state === 'stopped'
+            ? json(503, { live: false, primary_state: state, reason: 'primary state is stopped' })
+            : json(200, { live: true, primary_state: state });
+        },
+      },
+    ],
+    [
+      '/readyz',
+      {
+        GET: async () => {
+          const holder = resolveHolder();
+          const r = readiness(holder);
+          const status = statusOf(holder);
+          const base = {
+            primary_state: status.primary_state,
+            claim_permission: status.claim_permission,
+          };
+          return r.ready
+            ? json(200, { ready: true, ...base })
+            : json(503, { ready: false, ...base, reason: r.reason });
+        },
+      },
+    ],
+    [
+      '/metrics',
+      {
+        GET: async () => {
+          resolveHolder();
+          const text = await metrics.text();
+          return new Response(text, {
+            headers: {
+              'content-type': metrics.contentType,
+              'cache-control': 'no-store',
+              'content-length': String(Buffer.byteLength(text)),
+            },
+          });
+        },
+      },
+    ],
+  ]);
+
+  async function handle(request: Request): Promise<Response> {
+    try {
+      if (closed) return json(503, { error: 'status handler is closed' });
+      const url = new URL(request.url);
+      const route = routes.get(url.pathname);
+      if (!route) return json(404, { error: `no route ${quote(url.pathname)}` });
+      const head = request.method === 'HEAD' && route.GET !== undefined;
+      const fn = route[(head ? 'GET' : request.method) as keyof Route];
+      if (!fn) {
+        const allow = route.GET ? 'GET, HEAD' : 'POST';
+        return json(
+          405,
+          {
+            error: `method ${quote(request.method)} not allowed on ${url.pathname}; allowed: ${allow}`,
+          },
+          { allow },
+        );
+      }
+      const response = await fn(request, url);
+      if (!head) return response;
+      await response.body?.cancel().catch(() => {});
+      return new Response(null, { status: response.status, headers: response.headers });
+    } catch (err) {
+      logger.error(`${HTTP_LOG_TAG} ${request.method} ${request.url} failed`, err);
+      return json(500, { error: 'internal error' });
+    }
+  }
+
+  const handler = handle as StatusHandler;
+  Object.defineProperties(handler, {
+    registry: { value: o.registry, enumerable: true },
+    openStreams: { get: () => streams.size, enumerable: true },
+    close: {
+      value: async () => {
+        if (closed) return;
+        closed = true;
+        for (const s of [...streams]) s.close();
+        streams.clear();
+        unfollow?.();
+        unfollow = undefined;
+        metrics.remove();
+      },
+    },
+  });
+  try {
+    resolveHolder();
+  } catch (err) {
+    logger.error(`${HTTP_LOG_TAG} reading the holder failed`, err);
+  }
+  return handler;
+}

@@ -1,0 +1,198 @@
+/**
+ * `/metrics`: the operational state in Prometheus text, through prom-client. Gauges are
+ * read at scrape time (`collect`); transition counters count committed records.
+ */
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { OperationalStateHolder, TransitionRecord } from '../holder.js';
+import {
+  CLAIM_PERMISSIONS,
+  DEGRADATION_REASONS,
+  type OperationalState,
+  PRIMARY_STATES,
+} from '../vocabulary.js';
+import type { EmitterLike, SinkLike } from './status.js';
+
+/** Every metric name this module registers starts with this. */
+export const METRIC_PREFIX = 'kora_operational_state';
+
+/** @internal What the metrics read at scrape time. */
+export interface MetricSources {
+  holder(): OperationalStateHolder | undefined;
+  emitter?: EmitterLike;
+  sink?: SinkLike;
+  openStreams(): number;
+}
+
+/** @internal The handler's metrics: scrape-time gauges plus transition counters. */
+export interface StatusMetrics {
+  /** Counts one committed record (by seq: a record is counted at most once per holder). */
+  record(record: TransitionRecord): void;
+  /** Starts counting a new holder (seq restarts); counts the history it already kept. */
+  follow(holder: OperationalStateHolder): void;
+  /** Prometheus text of the whole registry. */
+  text(): Promise<string>;
+  readonly contentType: string;
+  /** Removes this module's metrics from the registry. */
+  remove(): void;
+}
+
+const BOOTING: OperationalState = {
+  primaryState: 'booting',
+  claimPermission: 'none',
+  degradationReasons: [],
+};
+
+/** @internal Registers the metrics on `registry` (throws when one is already registered). */
+export function createStatusMetrics(registry: Registry, sources: MetricSources): StatusMetrics {
+  const names: string[] = [];
+  const registers = [registry];
+  const name = (suffix: string) => {
+    const n = suffix ? `${METRIC_PREFIX}_${suffix}` : METRIC_PREFIX;
+    names.push(n);
+    return n;
+  };
+  const current = () => sources.holder()?.current ?? BOOTING;
+
+  new Gauge({
+    name: name(''),
+    help: 'Primary operational state: 1 for the current state, 0 for the others.',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      const s = current().primaryState;
+      for (const state of PRIMARY_STATES) this.set({ state }, state === s ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: name('initialized'),
+    help: '1 once the OperationalStateHolder exists (before that the status API serves a stub).',
+    registers,
+    collect() {
+      this.set(sources.holder() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: name('claim_permission'),
+    help: 'Claim permission: 1 for the current one, 0 for the others.',
+    labelNames: ['permission'],
+    registers,
+    collect() {
+      const p = current().claimPermission;
+      for (const permission of CLAIM_PERMISSIONS)
+        this.set({ permission }, permission === p ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: name('degradation_reason'),
+    help: 'Degradation reasons: 1 when active.',
+    labelNames: ['reason'],
+    registers,
+    collect() {
+      const active = new Set(current().degradationReasons);
+      for (const reason of DEGRADATION_REASONS) this.set({ reason }, active.has(reason) ? 1 : 0);
+    },
+  });
+  const transitions = new Counter({
+    name: name('transitions_total'),
+    help: 'Committed transitions by from/to primary state (same-state updates included).',
+    labelNames: ['from', 'to'],
+    registers,
+  });
+  new Counter({
+    name: name('rejected_total'),
+    help: 'Transitions the holder rejected (not in the table, guard failed, stopped).',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(sources.holder()?.stats.rejected ?? 0);
+    },
+  });
+  new Counter({
+    name: name('listener_failures_total'),
+    help: 'Holder listeners that threw, rejected or timed out.',
+    registers,
+    collect() {
+      const s = sources.holder()?.stats;
+      this.reset();
+      this.inc(s ? s.listenerFailures + s.listenerTimeouts : 0);
+    },
+  });
+  new Gauge({
+    name: name('stream_clients'),
+    help: 'Open Server-Sent Events streams.',
+    registers,
+    collect() {
+      this.set(sources.openStreams());
+    },
+  });
+  const { emitter, sink } = sources;
+  if (emitter) {
+    new Counter({
+      name: name('emitted_total'),
+      help: 'Chain events the emit listener stored.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(emitter.stats.emitted);
+      },
+    });
+    new Counter({
+      name: name('emit_failures_total'),
+      help: 'Chain-event emits that failed (logged with [kora.operational_state.emit]).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(emitter.stats.failures);
+      },
+    });
+  }
+  if (sink) {
+    new Gauge({
+      name: name('outbox_depth'),
+      help: 'Chain events waiting in the durable sink outbox.',
+      registers,
+      collect() {
+        this.set(sink.stats.outboxDepth);
+      },
+    });
+    new Counter({
+      name: name('outbox_dropped_total'),
+      help: 'Chain events dropped because the outbox was full.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sink.stats.dropped);
+      },
+    });
+    new Counter({
+      name: name('sink_failures_total'),
+      help: 'Failed append attempts of the durable sink (each retry counts).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sink.stats.failures);
+      },
+    });
+  }
+
+  let lastSeq = 0;
+  const record = (r: TransitionRecord) => {
+    if (r.seq <= lastSeq) return;
+    lastSeq = r.seq;
+    transitions.inc({ from: r.from_state, to: r.to_state });
+  };
+  return {
+    record,
+    follow(holder) {
+      lastSeq = 0;
+      for (const r of holder.history()) record(r);
+    },
+    text: () => registry.metrics(),
+    get contentType() {
+      return registry.contentType;
+    },
+    remove() {
+      for (const n of names) registry.removeSingleMetric(n);
+    },
+  };
+}

@@ -1,0 +1,303 @@
+/**
+ * Opt-in Stately inspector wiring (`kora-opstate start --inspect`): the holder's actor
+ * reports its inspection events (`@xstate.actor`, `@xstate.event`, `@xstate.snapshot`)
+ * through `@statelyai/inspect`'s WebSocket inspector to a local relay, which passes them
+ * to every other client — the bridge page it serves (which shows them in the Stately
+ * inspector UI) or any local WebSocket client.
+ *
+ * The relay speaks the protocol of `@statelyai/inspect/server`'s `createInspectorServer`
+ * (buffer the last events, replay them to a new client, broadcast each message to the
+ * others), but binds 127.0.0.1 by default, accepts port 0, refuses WebSocket connections
+ * from foreign web origins and never launches a browser.
+ */
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createWebSocketInspector } from '@statelyai/inspect';
+import { type WebSocket, WebSocketServer } from 'ws';
+import type { InspectionEvent } from 'xstate';
+import type { Logger } from './holder.js';
+import { OperationalStateInputError, quote } from './vocabulary.js';
+
+/** Options of {@link createLocalInspector}; all optional. */
+export interface LocalInspectorOptions {
+  /** Default `127.0.0.1`. */
+  host?: string;
+  /** Default `0` (a free port; see `start()`'s result). */
+  port?: number;
+  /** The inspector UI the bridge page embeds (default `https://stately.ai/inspect`). */
+  uiUrl?: string;
+  /** Events kept for clients that connect later (default 200). */
+  bufferSize?: number;
+  /** Default `console`. */
+  logger?: Logger;
+}
+
+/** Where the running inspector can be reached. */
+export interface LocalInspectorAddress {
+  /** The bridge page: open it in a browser to see the actor in the Stately inspector. */
+  readonly url: string;
+  /** The WebSocket relay: any local client may attach and receive the inspection events. */
+  readonly wsUrl: string;
+  readonly port: number;
+}
+
+/** A local Stately inspector relay and the `inspect` callback that feeds it. */
+export interface LocalInspector {
+  /**
+   * Pass to `createOperationalStateHolder({ inspect })` (XState's `inspect` option). Events
+   * arriving before `start()` are kept (up to `bufferSize`) and sent once it runs.
+   */
+  readonly inspect: (event: InspectionEvent) => void;
+  /** Starts the relay and connects the WebSocket inspector to it. */
+  start(): Promise<LocalInspectorAddress>;
+  /** Disconnects the inspector and stops the relay. Idempotent. */
+  stop(): Promise<void>;
+  /** The address while running. */
+  readonly address: LocalInspectorAddress | undefined;
+}
+
+const defaults = {
+  host: '127.0.0.1',
+  port: 0,
+  uiUrl: 'https://stately.ai/inspect',
+  bufferSize: 200,
+  logger: console as Logger,
+};
+
+const LOG_TAG = '[kora.operational_state.inspect]';
+
+function escapeAttr(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** The page that relays WebSocket messages into the embedded Stately inspector UI. */
+function bridgeHtml(uiUrl: string): string {
+  const origin = new URL(uiUrl).origin;
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>kora-opstate · Stately inspector</title>
+<style>html,body{margin:0;height:100%}iframe{border:0;width:100%;height:100%}</style></head>
+<body><iframe id="inspector" src="${escapeAttr(uiUrl)}"></iframe>
+<script>
+  var frame = document.getElementById('inspector');
+  var pending = [];
+  var ready = false;
+  window.addEventListener('message', function (e) {
+    if (e.data && e.data.type === '@statelyai.connected') {
+      ready = true;
+      pending.forEach(function (m) { frame.contentWindow.postMessage(m, ${JSON.stringify(origin)}); });
+      pending = [];
+    }
+  });
+  var ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host);
+  ws.onmessage = function (e) {
+    var m = JSON.parse(e.data);
+    if (ready) frame.contentWindow.postMessage(m, ${JSON.stringify(origin)}); else pending.push(m);
+  };
+</script></body></html>`;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/**
+ * Creates (does not start) a local Stately inspector for the holder's actor.
+ *
+ * @example
+ * const inspector = createLocalInspector({ port: 8080 });
+ * const holder = initHolder({ inspect: inspector.inspect });
+ * const { url } = await inspector.start();
+ * console.log(`Stately inspector: open ${url}`);
+ * // ...
+ * await inspector.stop();
+ */
+export function createLocalInspector(options: LocalInspectorOptions = {}): LocalInspector {
+  if (options === null || typeof options !== 'object') {
+    throw new OperationalStateInputError(
+      'options',
+      options,
+      `options must be an object, got ${quote(options)}`,
+    );
+  }
+  const o = { ...defaults };
+  for (const [k, v] of Object.entries(options)) {
+    if (v !== undefined) (o as Record<string, unknown>)[k] = v;
+  }
+  if (typeof o.host !== 'string' || o.host.length === 0) {
+    throw new OperationalStateInputError(
+      'host',
+      o.host,
+      `host must be a non-empty string, got ${quote(o.host)}`,
+    );
+  }
+  if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) {
+    throw new OperationalStateInputError(
+      'port',
+      o.port,
+      `port must be an integer 0–65535, got ${quote(o.port)}`,
+    );
+  }
+  if (!Number.isInteger(o.bufferSize) || o.bufferSize < 0) {
+    throw new OperationalStateInputError(
+      'bufferSize',
+      o.bufferSize,
+      `bufferSize must be a non-negative integer, got ${quote(o.bufferSize)}`,
+    );
+  }
+  try {
+    const u = new URL(o.uiUrl);
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error('not http(s)');
+  } catch {
+    throw new OperationalStateInputError(
+      'uiUrl',
+      o.uiUrl,
+      `uiUrl must be an http(s) URL, got ${quote(o.uiUrl)}`,
+    );
+  }
+  const { logger } = o;
+
+  let forward: ((event: InspectionEvent) => void) | undefined;
+  let early: InspectionEvent[] = [];
+  let state: 'new' | 'running' | 'stopped' = 'new';
+  let address: LocalInspectorAddress | undefined;
+  let http: Server | undefined;
+  let wss: WebSocketServer | undefined;
+  let inspector: ReturnType<typeof createWebSocketInspector> | undefined;
+  let stopping: Promise<void> | undefined;
+  /** The relay's first client: the WebSocket inspector's own connection. */
+  let inspectorSocket: WebSocket | undefined;
+
+  const inspect = (event: InspectionEvent) => {
+    try {
+      if (forward) forward(event);
+      else if (state === 'new') {
+        early.push(event);
+        if (early.length > o.bufferSize) early.shift();
+      }
+    } catch (err) {
+      logger.error(`${LOG_TAG} inspection event dropped`, err);
+    }
+  };
+
+  async function start(): Promise<LocalInspectorAddress> {
+    if (state !== 'new') throw new Error(`${LOG_TAG} start() called on a ${state} inspector`);
+    state = 'running';
+    const server = createServer((req, res) => {
+      if (req.method !== 'GET' || (req.url ?? '/') !== '/') {
+        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n');
+        return;
+      }
+      res
+        .writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
+        .end(bridgeHtml(o.uiUrl));
+    });
+    http = server;
+    server.listen(o.port, o.host);
+    await Promise.race([
+      once(server, 'listening'),
+      once(server, 'error').then(([err]) => {
+        throw err;
+      }),
+    ]);
+    const info = server.address() as AddressInfo;
+    const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
+    const port = info.port;
+    const buffer: string[] = [];
+    const relay = new WebSocketServer({
+      server,
+      maxPayload: 16 * 1024 * 1024,
+      // Node clients send no Origin; a browser may connect only from this server's own page.
+      verifyClient: ({ origin }: { origin?: string }) => {
+        if (!origin) return true;
+        try {
+          const u = new URL(origin);
+          return u.protocol === 'http:' && LOOPBACK.has(u.hostname) && Number(u.port) === port;
+        } catch {
+          return false;
+        }
+      },
+    });
+    wss = relay;
+    relay.on('error', (err) => logger.error(`${LOG_TAG} relay error`, err));
+    const firstClient = new Promise<void>((resolve) =>
+      relay.once('connection', (socket: WebSocket) => {
+        inspectorSocket = socket;
+        resolve();
+      }),
+    );
+    relay.on('connection', (socket: WebSocket) => {
+      socket.on('error', (err) => logger.warn(`${LOG_TAG} client error`, err));
+      for (const m of buffer) socket.send(m);
+      socket.on('message', (data) => {
+        const text = data.toString();
+        buffer.push(text);
+        if (buffer.length > o.bufferSize) buffer.shift();
+        for (const client of relay.clients) {
+          if (client !== socket && client.readyState === client.OPEN) client.send(text);
+        }
+      });
+    });
+    address = { url: `http://${host}:${port}/`, wsUrl: `ws://${host}:${port}`, port };
+    inspector = createWebSocketInspector({ url: address.wsUrl, autoStart: true });
+    const observer = inspector.inspect;
+    forward = (event) => observer.next?.(event);
+    for (const event of early) forward(event);
+    early = [];
+    // Stopping a socket still connecting makes the library reconnect forever: wait for it.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const connected = await Promise.race([
+      firstClient.then(() => true),
+      new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), 5000);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!connected)
+      logger.warn(`${LOG_TAG} the inspector has not connected to ${address.wsUrl} yet`);
+    logger.info(
+      `${LOG_TAG} Stately inspector bridge at ${address.url} (WebSocket ${address.wsUrl})`,
+    );
+    return address;
+  }
+
+  function stop(): Promise<void> {
+    stopping ??= (async () => {
+      const wasRunning = state === 'running';
+      state = 'stopped';
+      forward = undefined;
+      early = [];
+      if (!wasRunning) return;
+      try {
+        inspector?.stop();
+      } catch (err) {
+        logger.warn(`${LOG_TAG} stopping the inspector failed`, err);
+      }
+      // Let the inspector's socket close cleanly (a cut one may reconnect), then cut the rest.
+      const deadline = Date.now() + 500;
+      while (
+        inspectorSocket &&
+        inspectorSocket.readyState !== inspectorSocket.CLOSED &&
+        Date.now() < deadline
+      ) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      for (const client of wss?.clients ?? []) client.terminate();
+      await new Promise<void>((resolve) => (wss ? wss.close(() => resolve()) : resolve()));
+      if (http?.listening) {
+        const closed = new Promise<void>((resolve) => http?.close(() => resolve()));
+        http.closeAllConnections();
+        await closed;
+      }
+      address = undefined;
+    })();
+    return stopping;
+  }
+
+  return {
+    inspect,
+    start,
+    stop,
+    get address() {
+      return address;
+    },
+  };
+}
