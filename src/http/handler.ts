@@ -143,15 +143,25 @@ const JSON_HEADERS = {
   'x-content-type-options': 'nosniff',
 } as const;
 
-const encoder = new TextEncoder();
+/**
+ * @internal The text body of each fixed-size Response this module made, so the node
+ * adapter can write it without reading it back through the Response's stream. (A body
+ * cannot change once a Response exists; a wrapper that makes a new Response is not here.)
+ */
+export const TEXT_BODIES = new WeakMap<Response, string>();
+
+function textResponse(status: number, text: string, headers: Record<string, string>): Response {
+  const response = new Response(text, {
+    status,
+    headers: { ...headers, 'content-length': String(Buffer.byteLength(text)) },
+  });
+  TEXT_BODIES.set(response, text);
+  return response;
+}
 
 /** @internal A JSON response with its length, so adapters can send it in one write. */
 function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
-  const bytes = encoder.encode(JSON.stringify(body));
-  return new Response(bytes, {
-    status,
-    headers: { ...JSON_HEADERS, 'content-length': String(bytes.byteLength), ...headers },
-  });
+  return textResponse(status, JSON.stringify(body), { ...JSON_HEADERS, ...headers });
 }
 
 function sha256(text: string): Buffer {
@@ -235,6 +245,22 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
   }
 
   const chain = (): ChainHealth | undefined => chainHealth(o.emitter, o.sink);
+
+  // The payload only changes on a commit, and every commit swaps `holder.current` for a
+  // new frozen object: its identity keys the serialized payload. The chain counters move
+  // on their own, so they are spliced in fresh each time.
+  let cachedFor: OperationalStateHolder['current'] | undefined;
+  let cachedJson = '';
+  function statusJson(holder: OperationalStateHolder | undefined): string {
+    if (!holder) return JSON.stringify(STUB_STATUS);
+    const current = holder.current;
+    if (current !== cachedFor) {
+      cachedJson = JSON.stringify(statusOf(holder));
+      cachedFor = current;
+    }
+    const c = chain();
+    return c ? `${cachedJson.slice(0, -1)},"chain":${JSON.stringify(c)}}` : cachedJson;
+  }
 
   function authorized(header: string | null): boolean {
     if (!tokenDigest || header === null) return false;
@@ -337,23 +363,24 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
         GET: async () => {
           const nonce = randomBytes(16).toString('base64');
           const html = renderPanel(statusOf(resolveHolder(), chain()), { nonce, title: o.title });
-          return new Response(html, {
-            headers: {
-              'content-type': 'text/html; charset=utf-8',
-              'cache-control': 'no-store',
-              'x-content-type-options': 'nosniff',
-              'referrer-policy': 'no-referrer',
-              'x-frame-options': 'DENY',
-              // Everything is inline and same-origin: the page can reach nothing else.
-              'content-security-policy':
-                `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; ` +
-                "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-            },
+          return textResponse(200, html, {
+            'content-type': 'text/html; charset=utf-8',
+            'cache-control': 'no-store',
+            'x-content-type-options': 'nosniff',
+            'referrer-policy': 'no-referrer',
+            'x-frame-options': 'DENY',
+            // Everything is inline and same-origin: the page can reach nothing else.
+            'content-security-policy':
+              `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; ` +
+              "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
           });
         },
       },
     ],
-    ['/api/operational-state', { GET: async () => json(200, statusOf(resolveHolder(), chain())) }],
+    [
+      '/api/operational-state',
+      { GET: async () => textResponse(200, statusJson(resolveHolder()), JSON_HEADERS) },
+    ],
     [
       '/api/operational-state/history',
       {
@@ -436,13 +463,9 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
       {
         GET: async () => {
           resolveHolder();
-          const text = await metrics.text();
-          return new Response(text, {
-            headers: {
-              'content-type': metrics.contentType,
-              'cache-control': 'no-store',
-              'content-length': String(Buffer.byteLength(text)),
-            },
+          return textResponse(200, await metrics.text(), {
+            'content-type': metrics.contentType,
+            'cache-control': 'no-store',
           });
         },
       },

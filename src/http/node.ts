@@ -9,7 +9,12 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import type { Logger } from '../holder.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
-import { createStatusHandler, HTTP_LOG_TAG, type StatusHandlerOptions } from './handler.js';
+import {
+  createStatusHandler,
+  HTTP_LOG_TAG,
+  type StatusHandlerOptions,
+  TEXT_BODIES,
+} from './handler.js';
 
 /** Any fetch-style handler. */
 export type FetchHandler = (request: Request) => Promise<Response>;
@@ -77,7 +82,11 @@ function checkListen(host: unknown, port: unknown): void {
   }
 }
 
-function toRequest(req: IncomingMessage, base: string, signal: AbortSignal): Request {
+/**
+ * No `signal` on the Request: undici makes following one cost more than the rest of the
+ * request together. A client that goes away cancels the response body instead.
+ */
+function toRequest(req: IncomingMessage, base: string): Request {
   const headers = new Headers();
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
@@ -88,11 +97,10 @@ function toRequest(req: IncomingMessage, base: string, signal: AbortSignal): Req
   } catch {
     url = new URL(req.url ?? '/', base);
   }
-  if (method === 'GET' || method === 'HEAD') return new Request(url, { method, headers, signal });
+  if (method === 'GET' || method === 'HEAD') return new Request(url, { method, headers });
   return new Request(url, {
     method,
     headers,
-    signal,
     body: Readable.toWeb(req) as ReadableStream<Uint8Array>,
     duplex: 'half',
   } as RequestInit);
@@ -149,13 +157,12 @@ export function createNodeServer(
   const streaming = new Set<() => void>();
   let address: ListeningAddress | undefined;
   let closing: Promise<void> | undefined;
+  let shuttingDown = false;
 
   async function respond(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const abort = new AbortController();
-    res.once('close', () => abort.abort());
     let request: Request;
     try {
-      request = toRequest(req, address?.url ?? 'http://127.0.0.1', abort.signal);
+      request = toRequest(req, address?.url ?? 'http://127.0.0.1');
     } catch (err) {
       res.writeHead(400, {
         'content-type': 'application/json; charset=utf-8',
@@ -166,16 +173,23 @@ export function createNodeServer(
     }
     const response = await handler(request);
     const headers: Record<string, string | string[]> = {};
+    let cookies = false;
     response.headers.forEach((value, key) => {
-      if (key !== 'set-cookie') headers[key] = value;
+      if (key === 'set-cookie') cookies = true;
+      else headers[key] = value;
     });
-    const cookies = response.headers.getSetCookie();
-    if (cookies.length) headers['set-cookie'] = cookies;
+    if (cookies) headers['set-cookie'] = response.headers.getSetCookie();
     const body = response.body;
     if (!body || req.method === 'HEAD') {
       res.writeHead(response.status, headers);
       res.end();
       await body?.cancel().catch(() => {});
+      return;
+    }
+    const text = response.bodyUsed ? undefined : TEXT_BODIES.get(response);
+    if (text !== undefined) {
+      res.writeHead(response.status, headers);
+      res.end(text);
       return;
     }
     if (response.headers.has('content-length')) {
@@ -206,6 +220,8 @@ export function createNodeServer(
     } finally {
       streaming.delete(cancel);
       res.off('close', cancel);
+      // Shutting down: a kept-alive connection would hold server.close() for the grace period.
+      if (shuttingDown) req.socket.end();
     }
   }
 
@@ -228,6 +244,7 @@ export function createNodeServer(
     server,
     async listen(opts: ListenOptions = {}) {
       if (address) throw new Error(`${HTTP_LOG_TAG} already listening on ${address.url}`);
+      if (shuttingDown) throw new Error(`${HTTP_LOG_TAG} this server was closed; create a new one`);
       const host = opts.host ?? o.host;
       const port = opts.port ?? o.port;
       checkListen(host, port);
@@ -245,6 +262,7 @@ export function createNodeServer(
     },
     close() {
       closing ??= (async () => {
+        shuttingDown = true;
         if (!server.listening) return;
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         for (const cancel of [...streaming]) cancel();

@@ -309,7 +309,7 @@ function historyRowsHtml(status: StatusPayload): string {
     .map(
       (r) =>
         `<tr><td class="num">${escapeHtml(r.seq)}</td><td class="time">${escapeHtml(r.timestamp)}</td>` +
-        `<td><span class="pill state-${escapeHtml(r.from_state)}">${escapeHtml(r.from_state)}</span> → ` +
+        `<td class="transition"><span class="pill state-${escapeHtml(r.from_state)}">${escapeHtml(r.from_state)}</span> → ` +
         `<span class="pill state-${escapeHtml(r.to_state)}">${escapeHtml(r.to_state)}</span></td>` +
         `<td><code>${escapeHtml(r.event)}</code>${r.cause ? ` <span class="muted">(${escapeHtml(r.cause)})</span>` : ''}</td>` +
         `<td class="trigger">${escapeHtml(r.trigger)}</td><td>${escapeHtml(r.claim_permission)}</td>` +
@@ -352,6 +352,7 @@ th{text-align:left;color:var(--muted);font-weight:600;border-bottom:2px solid va
 td{border-bottom:1px solid var(--line);padding:6px 8px;vertical-align:top}
 td.num{color:var(--muted);width:3em}
 td.time{white-space:nowrap;font-variant-numeric:tabular-nums}
+td.transition{white-space:nowrap}
 td.trigger{overflow-wrap:anywhere;max-width:32em}
 code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .chart{overflow-x:auto}
@@ -435,7 +436,7 @@ const CLIENT_JS = `
     fill($('history-body'), s.transition_history.slice().reverse().map(function (r) {
       var ev = [el('code', '', r.event)];
       if (r.cause) ev.push(' ', el('span', 'muted', '(' + r.cause + ')'));
-      return [td('num', String(r.seq)), td('time', r.timestamp), td('', [pill(r.from_state), ' \\u2192 ', pill(r.to_state)]),
+      return [td('num', String(r.seq)), td('time', r.timestamp), td('transition', [pill(r.from_state), ' \\u2192 ', pill(r.to_state)]),
         td('', ev), td('trigger', r.trigger), td('', r.claim_permission),
         td('', r.degradation_reasons.length ? r.degradation_reasons.join(', ') : el('span', 'muted', '\\u2014'))];
     }), 7, 'no transitions yet');
