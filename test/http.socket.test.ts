@@ -151,6 +151,28 @@ describe('node adapter', () => {
     expect(holder.current.primaryState).toBe('ready');
   });
 
+  it('closes the connection after refusing a body it did not read', async () => {
+    const { url, holder } = await running();
+    const big = 'x'.repeat(256 * 1024);
+    const refused = await raw(url, {
+      method: 'POST',
+      path: '/api/operational-state/transitions',
+      headers: { authorization: 'Bearer wrong', 'transfer-encoding': 'chunked' },
+      body: big,
+    });
+    expect(refused.status).toBe(401);
+    expect(refused.headers.connection).toBe('close');
+    const small = await raw(url, {
+      method: 'POST',
+      path: '/api/operational-state/transitions',
+      headers: { authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ to: 'paused', trigger: 'operator' }),
+    });
+    expect(small.status).toBe(200);
+    expect(small.headers.connection).not.toBe('close');
+    expect(holder.current.primaryState).toBe('paused');
+  });
+
   it('answers HEAD, 404 and 405 over the wire', async () => {
     const { url } = await running();
     const head = await raw(url, { method: 'HEAD', path: '/api/operational-state' });

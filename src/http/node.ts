@@ -179,6 +179,9 @@ export function createNodeServer(
       else headers[key] = value;
     });
     if (cookies) headers['set-cookie'] = response.headers.getSetCookie();
+    // A body the handler left unread (401, 413, ...) would block the kept-alive
+    // connection: close it after this response instead of draining an upload.
+    if (!req.complete) headers.connection = 'close';
     const body = response.body;
     if (!body || req.method === 'HEAD') {
       res.writeHead(response.status, headers);
