@@ -48,26 +48,41 @@ describe('migrations', () => {
     const db = await PGlite.create();
     try {
       // A failing migration rolls back entirely, the ones before it included.
-      const bad = [...MIGRATIONS, { version: 2, name: 'broken', sql: 'CREATE TABLE x (; oops' }];
+      const latest = MIGRATIONS.at(-1)!.version;
+      const shipped = MIGRATIONS.map((m) => m.version);
+      const bad = [
+        ...MIGRATIONS,
+        { version: latest + 1, name: 'broken', sql: 'CREATE TABLE x (; oops' },
+      ];
       await expect(applyMigrations(db, { migrations: bad })).rejects.toThrow();
       const { rows: none } = await db.query(
         "SELECT to_regclass('event_log') AS t, to_regclass('kora_opstate_migrations') AS m",
       );
       expect(none[0]).toEqual({ t: null, m: null });
 
-      expect(await applyMigrations(db)).toEqual({ applied: [1], version: 1 });
-      expect(await applyMigrations(db)).toEqual({ applied: [], version: 1 });
+      expect(shipped).toEqual([1, 2]);
+      expect(await applyMigrations(db)).toEqual({ applied: shipped, version: latest });
+      expect(await applyMigrations(db)).toEqual({ applied: [], version: latest });
       const { rows } = await db.query<{ version: number; name: string }>(
         'SELECT version, name FROM kora_opstate_migrations ORDER BY version',
       );
-      expect(rows).toEqual([{ version: 1, name: 'event_log' }]);
+      expect(rows).toEqual([
+        { version: 1, name: 'event_log' },
+        { version: 2, name: 'tickets' },
+      ]);
       // A later feature appends a migration: only that one runs.
       const next = [
         ...MIGRATIONS,
-        { version: 2, name: 'tickets', sql: 'CREATE TABLE tickets (id int)' },
+        { version: latest + 1, name: 'later', sql: 'CREATE TABLE later_feature (id int)' },
       ];
-      expect(await applyMigrations(db, { migrations: next })).toEqual({ applied: [2], version: 2 });
-      expect(await applyMigrations(db, { migrations: next })).toEqual({ applied: [], version: 2 });
+      expect(await applyMigrations(db, { migrations: next })).toEqual({
+        applied: [latest + 1],
+        version: latest + 1,
+      });
+      expect(await applyMigrations(db, { migrations: next })).toEqual({
+        applied: [],
+        version: latest + 1,
+      });
     } finally {
       await db.close();
     }

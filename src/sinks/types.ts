@@ -46,7 +46,12 @@ export interface StoredChainEvent extends ChainEvent {
 /** `verifyChain` outcome: ok, or the first broken link. */
 export type VerifyChainResult =
   | { readonly ok: true; readonly events: number }
-  | { readonly ok: false; readonly events: number; readonly eventId: string; readonly reason: string };
+  | {
+      readonly ok: false;
+      readonly events: number;
+      readonly eventId: string;
+      readonly reason: string;
+    };
 
 /** A sink backed by a database: Postgres or PGlite. */
 export interface DurableEventSink extends EventSink {
@@ -59,5 +64,9 @@ export interface DurableEventSink extends EventSink {
   readonly stats: Readonly<SinkStats>;
   verifyChain(workspaceId?: string): Promise<VerifyChainResult>;
   /** The newest `limit` events of the workspace, oldest first. */
-  tail(options?: { limit?: number; workspaceId?: string; afterSeq?: number }): Promise<StoredChainEvent[]>;
+  tail(options?: {
+    limit?: number;
+    workspaceId?: string;
+    afterSeq?: number;
+  }): Promise<StoredChainEvent[]>;
 }
