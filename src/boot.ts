@@ -130,7 +130,9 @@ interface Resolved {
 }
 
 /** The wiring of the current singleton holder: a second call returns its boot. */
-let wired: { holder: OperationalStateHolder; boot: Promise<BootSummary> } | undefined;
+let wired:
+  | { holder: OperationalStateHolder; emitter: EmitListener; boot: Promise<BootSummary> }
+  | undefined;
 
 const timerSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -310,12 +312,32 @@ export function wireOperationalState(options: WireOptions): Promise<BootSummary>
     log(logger, 'error', `holder could not be created: ${errorText(err)}`, err);
     return Promise.resolve({ result: 'error', gates: [], error: errorText(err) });
   }
-  const boot = runBoot(holder, resolved).catch((err): BootSummary => {
+  let emitter: EmitListener;
+  try {
+    emitter = makeEmitListener(resolved.sink, { ...resolved.emit, logger, now: resolved.now });
+  } catch (err) {
+    log(logger, 'error', `emit listener could not be created: ${errorText(err)}`, err);
+    return Promise.resolve({ result: 'error', gates: [], error: errorText(err) });
+  }
+  const boot = runBoot(holder, emitter, resolved).catch((err): BootSummary => {
     log(logger, 'error', `boot failed unexpectedly: ${errorText(err)}`, err);
     return { result: 'error', gates: [], error: errorText(err) };
   });
-  wired = { holder, boot };
+  wired = { holder, emitter, boot };
   return boot;
+}
+
+/**
+ * The chain-event emit listener {@link wireOperationalState} registered on the current
+ * singleton holder (`undefined` before the wire-in): its `stats` are what the status API
+ * shows as `chain.emitted` / `chain.failures`.
+ *
+ * @example
+ * const boot = wireOperationalState({ sink, gates });
+ * const status = await startStatusServer({ sink, emitter: getWiredEmitter() });
+ */
+export function getWiredEmitter(): EmitListener | undefined {
+  return wired && getHolder() === wired.holder ? wired.emitter : undefined;
 }
 
 /** Runs one check; never throws. */
@@ -363,9 +385,12 @@ export function gateRetryDelay(n: number, retry: Required<GateRetryOptions>): nu
   return Math.min(retry.maxDelayMs, retry.initialDelayMs * retry.factor ** (n - 1));
 }
 
-async function runBoot(holder: OperationalStateHolder, o: Resolved): Promise<BootSummary> {
+async function runBoot(
+  holder: OperationalStateHolder,
+  emit: EmitListener,
+  o: Resolved,
+): Promise<BootSummary> {
   const { logger } = o;
-  const emit: EmitListener = makeEmitListener(o.sink, { ...o.emit, logger, now: o.now });
   holder.addListener(emit, { name: 'kora.operational_state.emit' });
 
   const start = holder.current.primaryState;

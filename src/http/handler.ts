@@ -12,10 +12,16 @@ import {
   type Logger,
   OperationalStateHolder,
 } from '../holder.js';
+import type { DurableEventSink } from '../sinks/types.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
 import { createStatusMetrics, type StatusMetrics } from './metrics.js';
 import { renderPanel } from './panel.js';
-import { MAX_OPERATOR_BODY_BYTES, parseHistoryLimit, parseOperatorCommand } from './schemas.js';
+import {
+  MAX_OPERATOR_BODY_BYTES,
+  parseChainQuery,
+  parseHistoryLimit,
+  parseOperatorCommand,
+} from './schemas.js';
 import {
   type ChainHealth,
   chainHealth,
@@ -28,6 +34,16 @@ import {
 } from './status.js';
 import { openStatusStream, type StatusStream } from './stream.js';
 
+/** What the chain routes read: a durable sink's `tail` and `verifyChain` (structural). */
+type ChainReader = Pick<DurableEventSink, 'workspaceId' | 'tail' | 'verifyChain'>;
+
+function chainReader(sink: SinkLike | undefined): ChainReader | undefined {
+  const s = sink as Partial<ChainReader> | undefined;
+  return s && typeof s.tail === 'function' && typeof s.verifyChain === 'function'
+    ? (s as ChainReader)
+    : undefined;
+}
+
 /** The log tag of everything the HTTP layer reports. */
 export const HTTP_LOG_TAG = '[kora.operational_state.http]';
 
@@ -35,7 +51,11 @@ export const HTTP_LOG_TAG = '[kora.operational_state.http]';
 export interface StatusHandlerOptions {
   /** The holder, or a function returning it (or `undefined` before it exists). Default: `getHolder`. */
   holder?: OperationalStateHolder | (() => OperationalStateHolder | undefined);
-  /** A durable sink: its outbox depth, drops and append failures show in the status and metrics. */
+  /**
+   * A durable sink: its outbox depth, drops and append failures show in the status and
+   * metrics; one that can also `tail()` and `verifyChain()` (the shipped Postgres and PGlite
+   * sinks) is served read-only at `/api/operational-state/chain` and `…/chain/verify`.
+   */
   sink?: SinkLike;
   /** The chain-event emit listener (`makeEmitListener`): its emitted/failure counts show too. */
   emitter?: EmitterLike;
@@ -356,6 +376,10 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
     return json(200, status);
   }
 
+  const reader = chainReader(o.sink);
+  const noChain = () =>
+    json(404, { error: 'no chain store is configured (pass a durable sink as `sink`)' });
+
   const routes = new Map<string, Route>([
     [
       '/',
@@ -429,6 +453,46 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
       },
     ],
     ['/api/operational-state/transitions', { POST: postTransition }],
+    [
+      '/api/operational-state/chain',
+      {
+        GET: async (_req, url) => {
+          if (!reader) return noChain();
+          let query: ReturnType<typeof parseChainQuery>;
+          try {
+            query = parseChainQuery(url.searchParams);
+          } catch (err) {
+            if (err instanceof OperationalStateInputError) {
+              return json(400, { error: err.message, field: err.field });
+            }
+            throw err;
+          }
+          const events = await reader.tail(query);
+          return json(200, { workspace_id: reader.workspaceId, events });
+        },
+      },
+    ],
+    [
+      '/api/operational-state/chain/verify',
+      {
+        GET: async () => {
+          if (!reader) return noChain();
+          const r = await reader.verifyChain();
+          return json(
+            200,
+            r.ok
+              ? { workspace_id: reader.workspaceId, ok: true, events: r.events }
+              : {
+                  workspace_id: reader.workspaceId,
+                  ok: false,
+                  events: r.events,
+                  event_id: r.eventId,
+                  reason: r.reason,
+                },
+          );
+        },
+      },
+    ],
     [
       '/livez',
       {

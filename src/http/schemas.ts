@@ -126,3 +126,55 @@ export function parseHistoryLimit(params: URLSearchParams): number | undefined {
   }
   return parsed.data;
 }
+
+/** The chain route's default and largest `limit`. */
+export const DEFAULT_CHAIN_LIMIT = 20;
+export const MAX_CHAIN_LIMIT = 1000;
+
+const chainQuery = z.strictObject({
+  limit: z
+    .string()
+    .regex(/^[1-9][0-9]*$/, 'must be a positive integer')
+    .transform(Number)
+    .pipe(z.number().max(MAX_CHAIN_LIMIT, `must be at most ${MAX_CHAIN_LIMIT}`))
+    .optional(),
+  after_seq: z
+    .string()
+    .regex(/^(0|[1-9][0-9]*)$/, 'must be a non-negative integer')
+    .transform(Number)
+    .pipe(z.number().max(Number.MAX_SAFE_INTEGER, 'is too large'))
+    .optional(),
+});
+
+/**
+ * The chain route's query: `limit` (1–1,000, default 20) and `after_seq` (a chain position,
+ * default 0); unknown or repeated parameters are refused, naming the value.
+ *
+ * @example
+ * parseChainQuery(new URLSearchParams('limit=5&after_seq=40')); // { limit: 5, afterSeq: 40 }
+ */
+export function parseChainQuery(params: URLSearchParams): { limit: number; afterSeq: number } {
+  const raw: Record<string, string> = {};
+  for (const key of new Set(params.keys())) {
+    const all = params.getAll(key);
+    if (all.length > 1) {
+      throw new OperationalStateInputError(
+        key,
+        all,
+        `${key} given ${all.length} times (${all.map((v) => quote(v)).join(', ')}); give it once`,
+      );
+    }
+    raw[key] = all[0]!;
+  }
+  const parsed = chainQuery.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = issue.code === 'unrecognized_keys' ? issue.keys[0]! : String(issue.path[0]);
+    const message =
+      issue.code === 'unrecognized_keys'
+        ? `unknown query parameter ${quote(field)}; expected limit, after_seq`
+        : `invalid ${field} ${quote(raw[field])}: ${issue.message}`;
+    throw new OperationalStateInputError(field, raw[field] ?? field, message);
+  }
+  return { limit: parsed.data.limit ?? DEFAULT_CHAIN_LIMIT, afterSeq: parsed.data.after_seq ?? 0 };
+}

@@ -1,0 +1,362 @@
+/**
+ * `kora-opstate start`: the main job. A demo agent process with everything wired: the
+ * holder, boot gates, the chain on the embedded PGlite store (or Postgres), a ticket poller
+ * working demo tickets, the status API and panel, optional Stately inspector, and
+ * graceful shutdown on SIGTERM/SIGINT.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { PGlite } from '@electric-sql/pglite';
+import { type Gate, getWiredEmitter, wireOperationalState } from '../boot.js';
+import { createClaimCoordinator } from '../claims/coordinator.js';
+import { createTicketPoller } from '../claims/poller.js';
+import { installShutdownHandlers } from '../claims/shutdown.js';
+import { createPostgresTicketSource } from '../claims/sources/postgres.js';
+import type { NewTicket } from '../claims/types.js';
+import { defaultInstanceId } from '../emit.js';
+import { getHolder, type Logger, type TransitionRecord } from '../holder.js';
+import { type RunningStatusServer, startStatusServer } from '../http/node.js';
+import { createLocalInspector, type LocalInspector } from '../inspect.js';
+import { MIGRATIONS } from '../sinks/migrations.js';
+import type { SqlSession } from '../sinks/sql.js';
+import { quote } from '../vocabulary.js';
+import { intFlag } from './chain.js';
+import { type CliIo, UsageError } from './io.js';
+import type { Command } from './main.js';
+import {
+  acquireStoreLock,
+  openPool,
+  openSink,
+  resolveStore,
+  resolveWorkspace,
+  STORE_OPTIONS,
+  STORE_USAGE,
+  type StoreLock,
+} from './store.js';
+
+const TAG = '[kora-opstate]';
+const KINDS = ['triage', 'review', 'summarize', 'reply'] as const;
+
+/** @internal */
+export const startCommand: Command = {
+  name: 'start',
+  summary: 'run the demo agent',
+  usage: `[options]
+
+Runs an agent process: boot gates, the chain-event log, a ticket poller working demo
+tickets (READY ⇄ ACTIVE), the status API and live panel. SIGTERM/SIGINT shut it down
+gracefully (pause, finish the claim, stop, flush the chain); a second signal exits at once.
+
+Options:
+  --port N                 status API and panel port (default 7070; env KORA_PORT; 0 = any free port)
+  --host H                 address to bind (default 127.0.0.1; env KORA_HOST)
+  --operator-token T       enable POST /api/operational-state/transitions with Bearer T
+                           (env KORA_OPERATOR_TOKEN)
+  --inspect                serve the Stately inspector bridge for the holder's actor
+  --inspect-port N         its port (default 0 = any free port)
+${STORE_USAGE}
+  --instance-id ID         this process's chain instance id (default host:pid:random)
+  --tickets N              demo tickets queued at start (default 5)
+  --ticket-every-ms MS     queue one more demo ticket every MS (default 4000; 0 = never)
+  --work-ms MS             how long each demo ticket's work takes (default 1500)
+  --lease-ms MS            ticket lease length (default 30000)
+  --boot-retry-ms MS       first backoff of a transient boot gate, doubling (default 2000)
+  -h, --help               this help`,
+  options: {
+    port: { type: 'string' },
+    host: { type: 'string' },
+    'operator-token': { type: 'string' },
+    inspect: { type: 'boolean' },
+    'inspect-port': { type: 'string', default: '0' },
+    ...STORE_OPTIONS,
+    'instance-id': { type: 'string' },
+    tickets: { type: 'string', default: '5' },
+    'ticket-every-ms': { type: 'string', default: '4000' },
+    'work-ms': { type: 'string', default: '1500' },
+    'lease-ms': { type: 'string', default: '30000' },
+    'boot-retry-ms': { type: 'string', default: '2000' },
+  },
+  async run(values, positionals, io) {
+    if (positionals.length) {
+      throw new UsageError(`unexpected argument ${quote(positionals[0])}`);
+    }
+    const port = intFlag('port', values.port ?? io.env.KORA_PORT ?? '7070', 0, 65_535);
+    const host = (values.host as string | undefined) ?? io.env.KORA_HOST ?? '127.0.0.1';
+    const token = (values['operator-token'] as string | undefined) ?? io.env.KORA_OPERATOR_TOKEN;
+    if (token !== undefined && (token === '' || /\s/.test(token))) {
+      throw new UsageError('invalid --operator-token: it must be non-empty, without whitespace');
+    }
+    const settings = {
+      port,
+      host,
+      token: token || undefined,
+      inspect: Boolean(values.inspect),
+      inspectPort: intFlag('inspect-port', values['inspect-port'], 0, 65_535),
+      store: resolveStore(values, io),
+      workspace: resolveWorkspace(values, io),
+      instanceId: (values['instance-id'] as string | undefined) ?? defaultInstanceId(),
+      tickets: intFlag('tickets', values.tickets, 0, 10_000),
+      ticketEveryMs: intFlag('ticket-every-ms', values['ticket-every-ms'], 0, 3_600_000),
+      workMs: intFlag('work-ms', values['work-ms'], 0, 3_600_000),
+      leaseMs: intFlag('lease-ms', values['lease-ms'], 1000, 3_600_000),
+      bootRetryMs: intFlag('boot-retry-ms', values['boot-retry-ms'], 1, 600_000),
+    };
+    if (settings.instanceId.trim() === '') {
+      throw new UsageError(`invalid --instance-id ${quote(settings.instanceId)}: empty`);
+    }
+    return runAgent(settings, io);
+  },
+};
+
+interface Settings {
+  port: number;
+  host: string;
+  token: string | undefined;
+  inspect: boolean;
+  inspectPort: number;
+  store: ReturnType<typeof resolveStore>;
+  workspace: string;
+  instanceId: string;
+  tickets: number;
+  ticketEveryMs: number;
+  workMs: number;
+  leaseMs: number;
+  bootRetryMs: number;
+}
+
+/** One transition as one log line. */
+function transitionLine(record: TransitionRecord): string {
+  const reasons = record.degradation_reasons.join(',') || '-';
+  return `${TAG} #${record.seq} ${record.from_state} → ${record.to_state}  ${record.event}  permission=${record.claim_permission} reasons=${reasons}  ${JSON.stringify(record.trigger)}`;
+}
+
+async function runAgent(s: Settings, io: CliIo): Promise<number> {
+  const logger: Logger = console;
+  const say = (line: string) => io.stdout(`${line}\n`);
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const cleanup = async () => {
+    for (const fn of cleanups.reverse()) {
+      await fn().catch((err) => logger.warn(`${TAG} cleanup: ${(err as Error).message}`));
+    }
+    cleanups.length = 0;
+  };
+
+  // The store: PGlite serves one process per directory, so take it first.
+  let lock: StoreLock | undefined;
+  if (s.store.kind === 'pglite') {
+    lock = await acquireStoreLock(s.store.dir);
+    cleanups.push(() => lock!.release());
+  }
+  try {
+    // One session for the chain and the tickets. pg connects on first use; PGlite is
+    // opened by the first boot gate (a damaged directory is a gate failure, not a crash).
+    const store = s.store;
+    const pool = store.kind === 'postgres' ? openPool(store.url, logger) : undefined;
+    let pglite: PGlite | undefined;
+    const embedded = (): PGlite => {
+      if (!pglite)
+        throw new Error('the embedded store is not open yet (the event_store gate opens it)');
+      return pglite;
+    };
+    const session: SqlSession = pool ?? {
+      query: (text, params) => embedded().query(text, params),
+      exec: (text) => embedded().exec(text),
+    };
+    const sink = openSink(store, s.workspace, logger, pool ?? (session as unknown as PGlite));
+    const source = createPostgresTicketSource({ db: session, queue: 'demo', logger });
+    cleanups.push(async () => {
+      await pool?.end();
+      await pglite?.close();
+    });
+
+    let enqueued = 0;
+    const demoTickets = (n: number): NewTicket[] =>
+      Array.from({ length: n }, () => {
+        enqueued++;
+        return {
+          id: `demo-${Date.now().toString(36)}-${enqueued}`,
+          critical: enqueued % 4 === 0,
+          payload: { title: `demo ticket ${enqueued}`, kind: KINDS[enqueued % KINDS.length] },
+        };
+      });
+
+    const gates: Gate[] = [
+      {
+        id: 'event_store',
+        gateClass: 'transient',
+        reason: 'substrate',
+        timeoutMs: 60_000,
+        check: async () => {
+          if (store.kind === 'pglite' && !pglite) {
+            const { PGlite } = await import('@electric-sql/pglite');
+            const { mkdir } = await import('node:fs/promises');
+            await mkdir(`${store.dir}/pglite`, { recursive: true });
+            pglite = await PGlite.create(`${store.dir}/pglite`);
+          }
+          await sink.start();
+          return { ok: true, detail: `${store.label}, event log migrated` };
+        },
+      },
+      {
+        id: 'ticket_queue',
+        gateClass: 'transient',
+        reason: 'dispatch',
+        timeoutMs: 30_000,
+        check: async () => {
+          await source.start();
+          await source.enqueue(demoTickets(s.tickets));
+          const c = await source.counts();
+          return { ok: true, detail: `queue "demo": ${c.queued} queued, ${c.done} done` };
+        },
+      },
+      {
+        id: 'schema_epoch',
+        gateClass: 'invariant_pause',
+        check: async () => {
+          const want = MIGRATIONS.at(-1)!.version;
+          const { rows } = await session.query(
+            'SELECT max(version)::int AS v FROM kora_opstate_migrations',
+          );
+          const got = rows[0]?.v as number | null;
+          return { ok: got === want, detail: `store epoch ${got}, package epoch ${want}` };
+        },
+      },
+    ];
+
+    let inspector: LocalInspector | undefined;
+    if (s.inspect) {
+      inspector = createLocalInspector({ port: s.inspectPort, logger });
+      const addr = await inspector.start();
+      cleanups.push(() => inspector!.stop());
+      say(`${TAG} inspector  ${addr.url}  (WebSocket ${addr.wsUrl})`);
+    }
+
+    // The panel first, so booting and gate retries are visible too.
+    let status: RunningStatusServer;
+    try {
+      status = await startStatusServer({
+        host: s.host,
+        port: s.port,
+        sink,
+        emitter: {
+          get stats() {
+            return getWiredEmitter()?.stats ?? { emitted: 0, failures: 0 };
+          },
+        },
+        logger,
+        title: `kora-opstate · ${s.workspace}`,
+        ...(s.token ? { operatorToken: s.token } : {}),
+      });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') {
+        throw new Error(`${s.host}:${s.port} is in use; pass another --port (0 picks a free one)`);
+      }
+      throw err;
+    }
+    cleanups.push(() => status.close());
+    await lock?.update(status.url);
+    say(
+      `${TAG} store      ${store.label} (workspace ${quote(s.workspace)}, instance ${quote(s.instanceId)})`,
+    );
+    say(`${TAG} panel      ${status.url}/`);
+    say(
+      s.token
+        ? `${TAG} operator   POST ${status.url}/api/operational-state/transitions (Bearer token)`
+        : `${TAG} operator   transitions over HTTP are off (pass --operator-token to enable)`,
+    );
+
+    const booted = wireOperationalState({
+      sink,
+      gates,
+      logger,
+      retry: { initialDelayMs: s.bootRetryMs },
+      emit: { instanceId: s.instanceId },
+      holderOptions: {
+        historySize: 50,
+        ...(inspector ? { inspect: inspector.inspect } : {}),
+      },
+    });
+    const holder = getHolder()!;
+    holder.addListener((_old, _next, record) => say(transitionLine(record)), {
+      name: 'kora-opstate.log',
+    });
+
+    const coordinator = createClaimCoordinator({ holder, logger });
+    const poller = createTicketPoller({
+      source,
+      coordinator,
+      holder,
+      workerId: s.instanceId,
+      leaseMs: s.leaseMs,
+      idleDelayMs: 250,
+      logger,
+      handle: async (_ticket, { signal }) => {
+        if (s.workMs > 0) await sleep(s.workMs, undefined, { signal });
+      },
+    });
+
+    let feeder: ReturnType<typeof setInterval> | undefined;
+    let done!: (code: number) => void;
+    const finished = new Promise<number>((resolve) => {
+      done = resolve;
+    });
+    const finish = async (code: number) => {
+      if (feeder) clearInterval(feeder);
+      await cleanup();
+      done(code);
+    };
+    const uninstall = installShutdownHandlers({
+      holder,
+      coordinator,
+      poller,
+      sink,
+      logger,
+      claimTimeoutMs: Math.max(30_000, s.workMs * 2),
+      exit: (code) => {
+        // 128+n is the second signal: no waiting for anything.
+        if (code >= 128) process.exit(code);
+        void finish(code);
+      },
+    });
+    cleanups.push(async () => uninstall());
+
+    const summary = await booted;
+    const gateText = summary.gates
+      .map(
+        (g) => `${g.gate_id} ${g.outcome}${g.attempts > 1 ? ` after ${g.attempts} attempts` : ''}`,
+      )
+      .join(', ');
+    say(`${TAG} boot       ${summary.result} (${gateText || 'no gates'})`);
+    if (summary.result === 'stopped' || summary.result === 'error') {
+      const why = summary.failedGate
+        ? `gate ${summary.failedGate.gate_id}: ${summary.failedGate.detail}`
+        : (summary.error ?? 'unknown');
+      logger.error(`${TAG} boot ended ${summary.result}: ${why}`);
+      uninstall();
+      await sink.flush(10_000).catch(() => false);
+      await sink.close();
+      await finish(1);
+      return finished;
+    }
+    if (summary.result === 'paused') {
+      say(
+        `${TAG} paused by gate ${summary.failedGate?.gate_id}: ${summary.failedGate?.detail}; an operator reset resumes it`,
+      );
+    }
+    poller.start();
+    if (s.ticketEveryMs > 0) {
+      feeder = setInterval(() => {
+        source.enqueue(demoTickets(1)).catch((err) => {
+          logger.warn(`${TAG} could not queue a demo ticket: ${(err as Error).message}`);
+        });
+      }, s.ticketEveryMs);
+    }
+    const code = await finished;
+    // Anything still holding the event loop open must not keep a stopped agent alive.
+    setTimeout(() => process.exit(code), 2000).unref();
+    return code;
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
