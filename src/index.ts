@@ -17,6 +17,96 @@ export {
   operationalStateMachine,
   type RowMeta,
 } from '../machines/operationalState.machine.js';
+// Boot gates and the wire-in (ST3).
+export {
+  type BootResult,
+  type BootSummary,
+  GATE_CLASSES,
+  type Gate,
+  type GateCheckResult,
+  GateClass,
+  type GateOutcome,
+  type GateResult,
+  type GateRetryOptions,
+  getWiredEmitter,
+  WIRE_IN_LOG_TAG,
+  type WireOptions,
+  wireOperationalState,
+} from './boot.js';
+// Claims, ticket pollers and graceful shutdown (ST4).
+export {
+  type ClaimContext,
+  ClaimCoordinator,
+  type ClaimCoordinatorOptions,
+  type ClaimOutcome,
+  ClaimRefusal,
+  type ClaimStats,
+  type ClaimTicket,
+  createClaimCoordinator,
+  type WithClaimOptions,
+} from './claims/coordinator.js';
+export {
+  type CostHardStopOptions,
+  type CreditRefreshOptions,
+  costHardStop,
+  creditRefresh,
+} from './claims/cost.js';
+export {
+  createTicketPoller,
+  LeaseLostError,
+  type PollerStats,
+  type TicketPoller,
+  type TicketPollerOptions,
+} from './claims/poller.js';
+export {
+  type FlushableSink,
+  type GracefulShutdownOptions,
+  gracefulShutdown,
+  installShutdownHandlers,
+  type ShutdownOptions,
+  type SignalSource,
+} from './claims/shutdown.js';
+export {
+  createMemoryTicketSource,
+  type MemoryTicketRow,
+  type MemoryTicketSource,
+  type MemoryTicketSourceOptions,
+} from './claims/sources/memory.js';
+export {
+  createPostgresTicketSource,
+  type PostgresTicketSource,
+  type PostgresTicketSourceOptions,
+  type TicketCounts,
+} from './claims/sources/postgres.js';
+export {
+  type ClaimNextOptions,
+  type NewTicket,
+  TICKET_RESOLUTIONS,
+  type Ticket,
+  type TicketLease,
+  TicketResolution,
+  type TicketSource,
+} from './claims/types.js';
+// The statechart as Mermaid.
+export { toMermaid } from './diagram.js';
+// Chain events (ST2): vocabulary, payloads, the emit listener.
+export {
+  BOOT_FAILED_EVENT,
+  BOOT_READY_EVENT,
+  type ChainEventType,
+  type EmitListener,
+  type EmitListenerOptions,
+  type EmitOptions,
+  EVENT_TYPE_PATTERN,
+  EVENT_VOCABULARY,
+  emitStateTransition,
+  type GateResultPayload,
+  GENERIC_TRANSITION_EVENT,
+  makeEmitListener,
+  OperationalStateEmitError,
+  PAUSED_COST_LIMIT_EVENT,
+  type TransitionPayload,
+} from './emit.js';
 // Validation of domain events.
 export { parseEvent } from './events.js';
 // The holder (ST1).
@@ -35,6 +125,48 @@ export {
   type TransitionOptions,
   type TransitionRecord,
 } from './holder.js';
+// The status API, probes, metrics and panel (ST5).
+export {
+  createStatusHandler,
+  HTTP_LOG_TAG,
+  type StatusHandler,
+  type StatusHandlerOptions,
+} from './http/handler.js';
+export {
+  createNodeServer,
+  type FetchHandler,
+  type ListeningAddress,
+  type ListenOptions,
+  type NodeHttpServer,
+  type NodeServerOptions,
+  type RunningStatusServer,
+  type StatusServerOptions,
+  serve,
+  startStatusServer,
+} from './http/node.js';
+export { renderStatechartSvg, type StatechartSvgOptions } from './http/panel.js';
+export {
+  type ChainHealth,
+  HOLDER_NOT_INITIALIZED,
+  type StatusPayload,
+  type ValidNextState,
+} from './http/status.js';
+export type { StreamMessage } from './http/stream.js';
+// The Stately inspector (opt-in).
+export {
+  createLocalInspector,
+  type LocalInspector,
+  type LocalInspectorAddress,
+  type LocalInspectorOptions,
+} from './inspect.js';
+// Sinks: in-memory, Postgres, PGlite (the embedded default), and their migrations.
+export type { DurableChainSink, DurableSinkOptions } from './sinks/durable.js';
+export { createMemorySink, type MemoryEventSink, type MemorySinkOptions } from './sinks/memory.js';
+export { applyMigrations, MIGRATIONS, type Migration } from './sinks/migrations.js';
+export { OutboxOverflowError } from './sinks/outbox.js';
+export { createPgliteSink, DEFAULT_PGLITE_DIR, type PgliteSinkOptions } from './sinks/pglite.js';
+export { createPostgresSink, type PostgresSinkOptions } from './sinks/postgres.js';
+export type { DurableSinkStats, PositionedChainEvent } from './sinks/sql.js';
 // Sink contract (chain events).
 export type {
   ChainEvent,

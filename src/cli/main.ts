@@ -98,7 +98,9 @@ export async function runCli(argv: readonly string[], io: Partial<CliIo> = {}): 
       cli.stderr(`kora-opstate ${name}: ${err.message}\n\n${commandHelp(cmd)}`);
       return 2;
     }
-    cli.stderr(`kora-opstate ${name}: ${(err as Error).stack ?? err}\n`);
+    // A message for people; the stack only when asked for (KORA_DEBUG=1).
+    const text = err instanceof Error ? (cli.env.KORA_DEBUG ? err.stack : err.message) : err;
+    cli.stderr(`kora-opstate ${name}: ${String(text)}\n`);
     return 1;
   }
 }

@@ -115,7 +115,7 @@ export async function acquireStoreLock(dir: string): Promise<StoreLock> {
   await mkdir(dir, { recursive: true });
   const held = await readStoreLock(dir);
   if (held) {
-    throw new UsageError(
+    throw new Error(
       `the embedded store ${dir} is in use by another kora-opstate start (pid ${held.pid}${held.url ? `, ${held.url}` : ''}); stop it, pass another --data-dir, or share a Postgres with DATABASE_URL`,
     );
   }

@@ -1,5 +1,6 @@
 /**
- * Starts `test/support/agent.ts` as a child process and follows its stdout lines.
+ * Starts a TypeScript entry point (`test/support/agent.ts`, the CLI's `bin.ts`) as a child
+ * process through tsx and follows its stdout lines.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -22,8 +23,18 @@ export interface AgentProcess {
   stderr(): string;
 }
 
+/** The test agent (`test/support/agent.ts`), configured by `env`. */
 export function startAgent(env: Record<string, string>): AgentProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+  return startTsProcess(script, [], env);
+}
+
+/** Any TypeScript entry point with arguments; `env` is added to this process's. */
+export function startTsProcess(
+  entry: string,
+  args: readonly string[],
+  env: Record<string, string | undefined> = {},
+): AgentProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });

@@ -1,0 +1,348 @@
+/**
+ * The `kora-opstate` CLI end to end, each command a child process: `start` on the embedded
+ * PGlite store and on the real Postgres service, `events`, `verify-chain` (also through
+ * the running agent, and after tampering), `table`, `diagram`, and bad flags (exit 2).
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { toMermaid } from '../src/diagram.js';
+import { TRANSITION_TABLE } from '../src/table.js';
+import { type AgentProcess, startTsProcess } from './support/agentProcess.js';
+import { createTestSchema, type TestSchema } from './support/postgres.js';
+
+const bin = fileURLToPath(new URL('../src/cli/bin.ts', import.meta.url));
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'kora-cli-'));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** Runs one short CLI command to its end. */
+function cli(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', bin, ...args],
+      { env: { ...process.env, DATABASE_URL: undefined, ...env }, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** `start` with fast demo settings; resolves once its panel URL is printed. */
+async function startAgentCli(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): Promise<{ agent: AgentProcess; url: string }> {
+  const agent = startTsProcess(
+    bin,
+    [
+      'start',
+      '--port',
+      '0',
+      '--tickets',
+      '2',
+      '--ticket-every-ms',
+      '0',
+      '--work-ms',
+      '150',
+      ...args,
+    ],
+    { DATABASE_URL: undefined, KORA_OPERATOR_TOKEN: undefined, ...env },
+  );
+  const line = await agent.waitFor(/ panel +http:/);
+  const url = /(http:\/\/127\.0\.0\.1:\d+)\//.exec(line)![1]!;
+  return { agent, url };
+}
+
+const get = async (url: string) => {
+  const res = await fetch(url);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+};
+
+interface JsonEvent {
+  event_id: string;
+  event_type: string;
+  chain_seq: number;
+  payload: { from_primary_state: string; to_primary_state: string; trigger: string };
+}
+const parseEvents = (stdout: string): JsonEvent[] =>
+  stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as JsonEvent);
+const arrows = (events: JsonEvent[]) =>
+  events
+    .filter((e) => e.event_type === 'kora.operational_state.transitioned')
+    .map((e) => `${e.payload.from_primary_state}→${e.payload.to_primary_state}`);
+
+describe('kora-opstate start on the embedded PGlite store', () => {
+  const dataDir = tempDir();
+  let agent: AgentProcess;
+  let url: string;
+
+  beforeAll(async () => {
+    ({ agent, url } = await startAgentCli(['--data-dir', dataDir, '--operator-token', 's3cret']));
+  }, 120_000);
+
+  afterAll(() => {
+    if (agent.child.exitCode === null) agent.child.kill('SIGKILL');
+  });
+
+  it('boots through its gates to ready and serves /readyz 200', async () => {
+    const boot = await agent.waitFor(/^\[kora-opstate\] boot +/);
+    expect(boot).toMatch(/boot +ready \(event_store pass, ticket_queue pass, schema_epoch pass\)/);
+    expect(agent.lines).toContainEqual(
+      expect.stringMatching(/#1 booting → ready +boot\.gates_passed/),
+    );
+    const ready = await get(`${url}/readyz`);
+    expect(ready).toEqual({
+      status: 200,
+      body: {
+        ready: true,
+        primary_state: expect.stringMatching(/^(ready|active)$/),
+        claim_permission: 'normal',
+      },
+    });
+  });
+
+  it('works demo tickets: READY ⇄ ACTIVE, one log line per transition', async () => {
+    await agent.waitFor(/→ ready +claim\.released .*demo-.*-2.*\(done\)/);
+    const acquired = agent.lines.filter((l) => / ready → active +claim\.acquired/.test(l));
+    const released = agent.lines.filter((l) => / active → ready +claim\.released/.test(l));
+    expect(acquired).toHaveLength(2);
+    expect(released).toHaveLength(2);
+    const status = await get(`${url}/api/operational-state`);
+    expect(status.body.primary_state).toBe('ready');
+  });
+
+  it('reads and verifies the chain through the running agent (the store is locked)', async () => {
+    const events = await cli(['events', '--data-dir', dataDir, '--json', '-n', '50']);
+    expect(events.stderr).toBe('');
+    expect(events.code).toBe(0);
+    expect(arrows(parseEvents(events.stdout))).toEqual([
+      'booting→ready',
+      'ready→active',
+      'active→ready',
+      'ready→active',
+      'active→ready',
+    ]);
+    const verify = await cli(['verify-chain', '--data-dir', dataDir]);
+    expect(verify.code).toBe(0);
+    expect(verify.stdout).toMatch(
+      /chain ok: workspace "default", 6 events \(the running agent at http/,
+    );
+  });
+
+  it('refuses a second start on the same store, naming the agent that holds it', async () => {
+    const second = await cli(['start', '--port', '0', '--data-dir', dataDir]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`in use by another kora-opstate start (pid ${agent.child.pid}`);
+    // The first agent is unharmed.
+    expect((await get(`${url}/livez`)).status).toBe(200);
+  });
+
+  it('follows new events live with events --follow, and ends cleanly on SIGINT', async () => {
+    const follower = startTsProcess(bin, [
+      'events',
+      '--data-dir',
+      dataDir,
+      '--follow',
+      '--interval-ms',
+      '50',
+      '-n',
+      '1',
+    ]);
+    await follower.waitFor(/#6 /);
+    const res = await fetch(`${url}/api/operational-state/transitions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer s3cret', 'content-type': 'application/json' },
+      body: JSON.stringify({ to: 'paused', trigger: 'operator pause from the cli test' }),
+    });
+    expect(res.status).toBe(200);
+    expect(await follower.waitFor(/#7 /)).toMatch(
+      /kora\.operational_state\.transitioned .* ready → paused .*reasons=operator .*"operator pause from the cli test"/,
+    );
+    follower.child.kill('SIGINT');
+    expect(await follower.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it('SIGTERM: pauses, stops, flushes, exits 0, releases the store; the chain verifies', async () => {
+    agent.child.kill('SIGTERM');
+    expect((await agent.exited).code).toBe(0);
+    expect(agent.lines).toContainEqual(
+      expect.stringMatching(/paused → stopped +stop .*STOP-KORA L5/),
+    );
+    expect(existsSync(join(dataDir, 'agent.lock.json'))).toBe(false);
+
+    // The directory is free again: the commands open it themselves.
+    const events = await cli(['events', '--data-dir', dataDir, '--json']);
+    expect(events.code).toBe(0);
+    const chain = parseEvents(events.stdout);
+    expect(arrows(chain)).toEqual([
+      'booting→ready',
+      'ready→active',
+      'active→ready',
+      'ready→active',
+      'active→ready',
+      'ready→paused',
+      'paused→stopped',
+    ]);
+    expect(chain.map((e) => e.event_type)).toContain('kora.boot.ready');
+    const verify = await cli(['verify-chain', '--data-dir', dataDir]);
+    expect(verify.code).toBe(0);
+    expect(verify.stdout).toContain(`chain ok: workspace "default", ${chain.length} events`);
+  });
+
+  it('verify-chain after a tampered row: exit 1 naming that event', async () => {
+    const db = await PGlite.create(join(dataDir, 'pglite'));
+    let victim: string;
+    try {
+      const { rows } = await db.query<{ event_id: string }>(
+        "SELECT event_id::text AS event_id FROM event_log WHERE payload->>'to_primary_state' = 'active' ORDER BY chain_seq LIMIT 1",
+      );
+      victim = rows[0]!.event_id;
+      await db.query(
+        `UPDATE event_log SET payload = jsonb_set(payload, '{trigger}', '"nothing happened"') WHERE event_id = $1`,
+        [victim],
+      );
+    } finally {
+      await db.close();
+    }
+    const verify = await cli(['verify-chain', '--data-dir', dataDir]);
+    expect(verify.code).toBe(1);
+    expect(verify.stdout).toContain(`chain BROKEN: workspace "default", event ${victim}`);
+    const json = await cli(['verify-chain', '--data-dir', dataDir, '--json']);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, eventId: victim });
+  });
+});
+
+describe('kora-opstate start on PostgreSQL (DATABASE_URL)', () => {
+  let db: TestSchema;
+  beforeAll(async () => {
+    db = await createTestSchema('cli');
+  });
+  afterAll(async () => {
+    await db.drop();
+  });
+
+  it('boots, works a ticket, stops on SIGTERM with exit 0; verify-chain catches tampering', async () => {
+    const env = { DATABASE_URL: db.url, KORA_WORKSPACE: 'ws-cli' };
+    const { agent, url } = await startAgentCli([], env);
+    try {
+      await agent.waitFor(/^\[kora-opstate\] boot +ready/);
+      expect((await get(`${url}/readyz`)).status).toBe(200);
+      await agent.waitFor(/→ ready +claim\.released/);
+      // Postgres is shared: another process reads the chain while the agent runs.
+      const live = await cli(['verify-chain', '--json'], env);
+      expect(live.code).toBe(0);
+      expect(JSON.parse(live.stdout)).toMatchObject({ workspace_id: 'ws-cli', ok: true });
+      agent.child.kill('SIGTERM');
+      expect((await agent.exited).code).toBe(0);
+    } finally {
+      if (agent.child.exitCode === null) agent.child.kill('SIGKILL');
+    }
+    const { rows: tickets } = await db.pool.query<{ status: string; resolved_by: string }>(
+      "SELECT status, resolved_by FROM tickets WHERE queue = 'demo' AND status = 'done'",
+    );
+    expect(tickets.length).toBeGreaterThanOrEqual(1);
+
+    const events = await cli(['events', '--json', '-n', '100'], env);
+    const chain = parseEvents(events.stdout);
+    expect(arrows(chain)).toContain('ready→active');
+    expect(arrows(chain)).toContain('active→ready');
+    expect(arrows(chain).slice(-2)).toEqual(['ready→paused', 'paused→stopped']);
+    expect((await cli(['verify-chain'], env)).code).toBe(0);
+
+    const victim = chain.find((e) => e.payload.to_primary_state === 'active')!.event_id;
+    await db.pool.query(
+      `UPDATE event_log SET payload = jsonb_set(payload, '{trigger}', '"forged"') WHERE event_id = $1`,
+      [victim],
+    );
+    const broken = await cli(['verify-chain'], env);
+    expect(broken.code).toBe(1);
+    expect(broken.stdout).toContain(`event ${victim}`);
+  });
+});
+
+describe('kora-opstate commands and flags', () => {
+  it('table prints the 15 rows of the derived table', async () => {
+    const { code, stdout } = await cli(['table']);
+    expect(code).toBe(0);
+    const lines = stdout.trim().split('\n');
+    expect(lines).toHaveLength(2 + TRANSITION_TABLE.length);
+    for (const row of TRANSITION_TABLE) {
+      expect(lines[1 + row.row]).toMatch(
+        new RegExp(`^${row.row} +${row.from} +${row.to} +${row.event.replace('.', '\\.')} +`),
+      );
+      expect(lines[1 + row.row]).toContain(row.trigger);
+    }
+    const json = await cli(['table', '--json']);
+    expect(JSON.parse(json.stdout)).toEqual(JSON.parse(JSON.stringify(TRANSITION_TABLE)));
+  });
+
+  it('diagram prints the Mermaid statechart, or SVG', async () => {
+    expect((await cli(['diagram'])).stdout).toBe(toMermaid());
+    const svg = await cli(['diagram', '--format', 'svg']);
+    expect(svg.code).toBe(0);
+    expect(svg.stdout).toMatch(
+      /^(<\?xml [^>]*\?>\n)?<svg[^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/,
+    );
+    for (const state of ['booting', 'ready', 'active', 'paused', 'stopped']) {
+      expect(svg.stdout).toContain(`>${state}<`);
+    }
+  });
+
+  it.each([
+    [['start', '--bogus'], /start: Unknown option '--bogus'/],
+    [['start', '--port', 'abc'], /invalid --port "abc": expected a whole number from 0 to 65535/],
+    [['start', '--port', '70000'], /invalid --port "70000"/],
+    [
+      ['start', '--database-url', 'mysql://x/y'],
+      /database URL "mysql:\/\/x\/y" is not a postgres:\/\/ URL/,
+    ],
+    [['events', '-n', '0'], /invalid --limit "0": expected a whole number from 1 to 1000/],
+    [['events', 'extra'], /unexpected argument "extra"/],
+    [['diagram', '--format', 'png'], /unknown --format "png"; expected mermaid or svg/],
+    [['verify-chain', '--workspace', ' '], /invalid workspace " ": empty/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+    [[], /Usage: kora-opstate <command>/],
+  ])('%j → exit 2 with a message', async (args, message) => {
+    const { code, stderr, stdout } = await cli(args);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(message);
+    expect(stdout).toBe('');
+  });
+
+  it.each(['start', 'table', 'diagram', 'verify-chain', 'events'])(
+    '%s --help prints its usage, exit 0',
+    async (command) => {
+      const { code, stdout } = await cli([command, '--help']);
+      expect(code).toBe(0);
+      expect(stdout).toContain(`Usage: kora-opstate ${command}`);
+    },
+  );
+
+  it('verify-chain on a directory with no store says so (exit 1)', async () => {
+    const empty = tempDir();
+    const { code, stderr } = await cli(['verify-chain', '--data-dir', empty]);
+    expect(code).toBe(1);
+    expect(stderr).toContain(`no embedded store at ${empty}`);
+  });
+});
