@@ -38,18 +38,25 @@ describe('npm pack → install into an empty folder', () => {
 
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  it('works from plain JavaScript (ESM)', () => {
+  it('works from plain JavaScript (ESM), the embedded PGlite chain included', () => {
     writeFileSync(
       join(app, 'main.mjs'),
-      `import { createOperationalStateHolder, TRANSITION_TABLE } from '@kora/opstate';
+      `import { createOperationalStateHolder, createPgliteSink, makeEmitListener, TRANSITION_TABLE } from '@kora/opstate';
+const sink = createPgliteSink({ workspaceId: 'ws-pack', dataDir: 'memory://' });
+await sink.start();
 const h = createOperationalStateHolder();
+h.addListener(makeEmitListener(sink));
 await h.transitionTo('ready', 'all §9.2 gates pass');
-console.log(JSON.stringify({ state: h.current.primaryState, rows: TRANSITION_TABLE.length }));
+const chain = await sink.verifyChain();
+await sink.close();
+console.log(JSON.stringify({ state: h.current.primaryState, rows: TRANSITION_TABLE.length, chain }));
 `,
     );
     expect(JSON.parse(run(process.execPath, ['main.mjs'], app))).toEqual({
       state: 'ready',
       rows: 15,
+      // The generic event and kora.boot.ready, hash-chained in the installed package's SQL.
+      chain: { ok: true, events: 2 },
     });
   });
 
@@ -82,8 +89,15 @@ await createOperationalStateHolder().transitionTo('degraded', 'x');
       '--skipLibCheck',
     ];
     expect(() => run(process.execPath, [tsc, ...flags, 'main.ts'], app)).not.toThrow();
-    // The types are real: a state outside the vocabulary does not compile.
-    expect(() => run(process.execPath, [tsc, ...flags, 'bad.ts'], app)).toThrow(/degraded/);
+    // The types are real: a state outside the vocabulary does not compile (tsc reports on stdout).
+    let failure: { status?: number; stdout?: string } | undefined;
+    try {
+      run(process.execPath, [tsc, ...flags, 'bad.ts'], app);
+    } catch (err) {
+      failure = err as { status?: number; stdout?: string };
+    }
+    expect(failure?.status).toBe(2);
+    expect(failure?.stdout).toMatch(/bad\.ts.*'"degraded"' is not assignable to .*'PrimaryState'/);
   });
 
   it('runs as `npx kora-opstate table`', () => {
