@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { toMermaid } from '../src/diagram.js';
 import { TRANSITION_TABLE } from '../src/table.js';
 import { type AgentProcess, startTsProcess } from './support/agentProcess.js';
@@ -278,6 +279,64 @@ describe('kora-opstate start on PostgreSQL (DATABASE_URL)', () => {
     const broken = await cli(['verify-chain'], env);
     expect(broken.code).toBe(1);
     expect(broken.stdout).toContain(`event ${victim}`);
+  });
+});
+
+describe('kora-opstate start: faults and the inspector', () => {
+  it('an unreachable Postgres: the transient gate retries, then the boot stops and exit is 1', async () => {
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    const agent = startTsProcess(
+      bin,
+      ['start', '--port', '0', '--boot-retry-ms', '5', '--ticket-every-ms', '0'],
+      { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/test', KORA_OPERATOR_TOKEN: undefined },
+    );
+    const { code } = await agent.exited;
+    expect(code).toBe(1);
+    const retries = agent.lines.filter((l) =>
+      / booting → booting +boot\.gate_retry +permission=none reasons=substrate /.test(l),
+    );
+    expect(retries).toHaveLength(4); // 5 attempts
+    expect(agent.lines).toContainEqual(
+      expect.stringMatching(/ booting → stopped +boot\.gate_failed /),
+    );
+    expect(agent.lines).toContainEqual(
+      expect.stringMatching(/\[kora-opstate\] boot +stopped \(event_store fail after 5 attempts\)/),
+    );
+    expect(agent.stderr()).toMatch(/boot ended stopped: gate event_store: .*ECONNREFUSED/);
+    // Its chain events had nowhere to go: said out loud, with the count, never silently.
+    expect(agent.stderr()).toContain(
+      '[kora-opstate] 6 chain event(s) could not be stored (store unreachable)',
+    );
+  }, 60_000);
+
+  it('--inspect: a local WebSocket client receives the actor, its events and snapshots', async () => {
+    const { agent, url } = await startAgentCli(['--data-dir', tempDir(), '--inspect']);
+    try {
+      const line = await agent.waitFor(/ inspector +http:/);
+      const wsUrl = /\(WebSocket (ws:\/\/127\.0\.0\.1:\d+)/.exec(line)![1]!;
+      const ws = new WebSocket(wsUrl);
+      const types: string[] = [];
+      const seen: string[] = [];
+      ws.on('message', (data) => {
+        const m = JSON.parse(String(data)) as { type: string; event?: { type?: string } };
+        types.push(m.type);
+        if (m.type === '@xstate.event' && m.event?.type) seen.push(m.event.type);
+      });
+      await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+      // The relay replays what happened before this client came: the boot and the claims.
+      await agent.waitFor(/→ ready +claim\.released/);
+      await expect.poll(() => seen, { timeout: 5000 }).toContain('claim.released');
+      expect(types).toContain('@xstate.actor');
+      expect(types).toContain('@xstate.snapshot');
+      expect(seen).toContain('boot.gates_passed');
+      expect(seen).toContain('claim.acquired');
+      expect((await get(`${url}/readyz`)).status).toBe(200);
+      ws.close();
+      agent.child.kill('SIGTERM');
+      expect((await agent.exited).code).toBe(0);
+    } finally {
+      if (agent.child.exitCode === null) agent.child.kill('SIGKILL');
+    }
   });
 });
 

@@ -333,7 +333,13 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
         : (summary.error ?? 'unknown');
       logger.error(`${TAG} boot ended ${summary.result}: ${why}`);
       uninstall();
-      await sink.flush(10_000).catch(() => false);
+      // The boot's own events (gate retries, the failure) are worth waiting for, bounded.
+      const flushed = await sink.flush(10_000).catch(() => false);
+      if (!flushed) {
+        logger.error(
+          `${TAG} ${sink.stats.outboxDepth} chain event(s) could not be stored (${sink.stats.lastError ?? 'store unreachable'}); they end with this process`,
+        );
+      }
       await sink.close();
       await finish(1);
       return finished;
