@@ -508,6 +508,34 @@ describe('wireOperationalState: options', () => {
     expect(logger.find('error', WIRE_IN_LOG_TAG)).toHaveLength(1);
   });
 
+  it('an unexpected failure mid-boot (the backoff sleep rejects) → result error, tagged log, no throw', async () => {
+    const { base, logger, sink } = setup();
+    const flaky = scripted([false, true]);
+    const summary = await wireOperationalState({
+      ...base,
+      sleep: async () => {
+        throw new Error('timer wheel broke');
+      },
+      gates: [{ id: 'queue', gateClass: 'transient', reason: 'dispatch', check: flaky.check }],
+    });
+    expect(summary).toMatchObject({ result: 'error', error: 'timer wheel broke' });
+    expect(logger.find('error', WIRE_IN_LOG_TAG).join('\n')).toContain(
+      'boot failed unexpectedly: timer wheel broke',
+    );
+    // The retry that was under way is recorded; nothing pretends the boot finished.
+    expect(getHolder()!.current.primaryState).toBe('booting');
+    expect(
+      getHolder()!
+        .history()
+        .map((r) => r.event),
+    ).toEqual(['boot.gate_retry']);
+    expect(sink.events.map((e) => e.event_type)).toEqual([GENERIC_TRANSITION_EVENT]);
+    expect(flaky.calls()).toBe(1);
+    // The wire-in stays idempotent after an error: the same summary, no second boot.
+    expect(await wireOperationalState({ ...base })).toBe(summary);
+    expect(flaky.calls()).toBe(1);
+  });
+
   it('chain events carry the emit instance id given', async () => {
     const { base, sink } = setup();
     await wireOperationalState({ ...base, emit: { instanceId: 'agent-7:boot-1' } });
