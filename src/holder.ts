@@ -143,6 +143,12 @@ interface ListenerEntry {
   /** Settles when this listener has handled every delivery so far (never rejects). */
   tail: Promise<void>;
   active: boolean;
+  /**
+   * Set when a delivery overran the timeout; cleared once the listener has caught up.
+   * Meanwhile its deliveries still queue (in order, one at a time), but no transition
+   * waits for them: one hung listener costs one timeout, not one per transition.
+   */
+  overrun: boolean;
 }
 
 interface InFlight {
@@ -347,6 +353,7 @@ export class OperationalStateHolder {
       fn: listener,
       name: options.name ?? (listener.name || `listener#${this.#listeners.length + 1}`),
       tail: Promise.resolve(),
+      overrun: false,
       active: true,
     };
     this.#listeners.push(entry);
@@ -526,17 +533,23 @@ export class OperationalStateHolder {
     const waits: Promise<void>[] = [];
     const pending = new Set<ListenerEntry>();
     for (const entry of this.#listeners) {
-      pending.add(entry);
-      entry.tail = entry.tail.then(async () => {
+      const tail = entry.tail.then(async () => {
         if (entry.active) await this.#invoke(entry, old, next, record);
         pending.delete(entry);
       });
-      waits.push(entry.tail);
+      entry.tail = tail;
+      tail.then(() => {
+        if (entry.tail === tail) entry.overrun = false;
+      });
+      if (entry.overrun) continue;
+      pending.add(entry);
+      waits.push(tail);
     }
     const all = Promise.all(waits).then(() => undefined);
     const ms = this.#options.listenerTimeoutMs;
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
+        for (const entry of pending) entry.overrun = true;
         this.#stats.listenerTimeouts += pending.size;
         this.#logError(
           `[kora.operational_state.holder] listener(s) ${[...pending].map((e) => quote(e.name)).join(', ')} ` +

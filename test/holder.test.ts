@@ -450,6 +450,45 @@ describe('holder: listeners', () => {
     stuck.resolve();
   });
 
+  it('a hung listener costs one timeout, not one per transition; it catches up in order, one at a time', async () => {
+    const logger = recordingLogger();
+    const h = createOperationalStateHolder({ listenerTimeoutMs: 50, logger });
+    const stuck = deferred();
+    const slow: number[] = [];
+    let running = 0;
+    let maxRunning = 0;
+    h.addListener(
+      async (_o, _n, record) => {
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        if (record.seq === 1) await stuck.promise;
+        slow.push(record.seq);
+        running--;
+      },
+      { name: 'hung' },
+    );
+    const fast: number[] = [];
+    h.addListener((_o, _n, record) => {
+      fast.push(record.seq);
+    });
+    await ready(h); // waits the 50 ms once
+    for (let i = 2; i <= 6; i++) await h.transitionTo('ready', `u${i}`);
+    // The later transitions did not wait for the hung listener (no further timeouts),
+    // and did not run it concurrently with its hung call.
+    expect(fast).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(slow).toEqual([]);
+    expect(logger.find('error', '"hung" did not handle transition')).toHaveLength(1);
+    expect(h.stats.listenerTimeouts).toBe(1);
+    // Released, it handles every queued delivery in commit order, never two at once…
+    stuck.resolve();
+    await vi.waitFor(() => expect(slow).toEqual([1, 2, 3, 4, 5, 6]));
+    expect(maxRunning).toBe(1);
+    // …and, caught up, it is waited for again.
+    const seen = h.transitionTo('ready', 'u7');
+    await seen;
+    expect(slow.at(-1)).toBe(7);
+  });
+
   it('addListener returns an unsubscribe', async () => {
     const h = createOperationalStateHolder();
     const seen: string[] = [];

@@ -73,11 +73,13 @@ describe('bad input is refused with an error naming the value; the held state is
       /trigger is 1001 characters, more than 1000: "xxx/,
     );
     await rejectsNaming(h.send({ type: 'claim.acquired', trigger: long }), /invalid trigger/);
+    // Every refusal left the held state as it was, and recorded nothing.
+    expect(h.current).toBe(before);
+    expect(h.history()).toEqual([]);
     // 1,000 characters exactly is fine.
     await expect(h.transitionTo('active', 'y'.repeat(1000))).resolves.toMatchObject({
       primaryState: 'active',
     });
-    expect(before.primaryState).toBe('ready');
   });
 
   it('unknown event types and unknown fields', async () => {
