@@ -309,6 +309,29 @@ describe('kora-opstate start: faults and the inspector', () => {
     );
   }, 60_000);
 
+  it('SIGTERM while a gate is still retrying: paused, stopped, exit without waiting out the boot', async () => {
+    const agent = startTsProcess(
+      bin,
+      ['start', '--port', '0', '--boot-retry-ms', '600000', '--ticket-every-ms', '0'],
+      { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/test', KORA_OPERATOR_TOKEN: undefined },
+    );
+    try {
+      await agent.waitFor(/ booting → booting +boot\.gate_retry /);
+      agent.child.kill('SIGTERM');
+      // The store never opened, so its events cannot be flushed: exit 1, said out loud.
+      expect((await agent.exited).code).toBe(1);
+      const transitions = agent.lines.filter((l) => /^\[kora-opstate\] #\d+ /.test(l));
+      expect(transitions.map((l) => /#\d+ (\w+ → \w+)/.exec(l)![1])).toEqual([
+        'booting → booting',
+        'booting → paused',
+        'paused → stopped',
+      ]);
+      expect(agent.stderr()).toContain('the chain outbox did not drain');
+    } finally {
+      if (agent.child.exitCode === null) agent.child.kill('SIGKILL');
+    }
+  }, 60_000);
+
   it('--inspect: a local WebSocket client receives the actor, its events and snapshots', async () => {
     const { agent, url } = await startAgentCli(['--data-dir', tempDir(), '--inspect']);
     try {

@@ -129,6 +129,12 @@ function transitionLine(record: TransitionRecord): string {
   return `${TAG} #${record.seq} ${record.from_state} → ${record.to_state}  ${record.event}  permission=${record.claim_permission} reasons=${reasons}  ${JSON.stringify(record.trigger)}`;
 }
 
+/** Anything still holding the event loop open (a gate check mid-flight) must not keep a stopped agent alive. */
+function exitSoon(code: number): number {
+  setTimeout(() => process.exit(code), 2000).unref();
+  return code;
+}
+
 async function runAgent(s: Settings, io: CliIo): Promise<number> {
   const logger: Logger = console;
   const say = (line: string) => io.stdout(`${line}\n`);
@@ -320,7 +326,10 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
     });
     cleanups.push(async () => uninstall());
 
-    const summary = await booted;
+    // A signal during the boot (gates still retrying) ends the run as well.
+    const outcome = await Promise.race([booted, finished]);
+    if (typeof outcome === 'number') return exitSoon(outcome);
+    const summary = outcome;
     const gateText = summary.gates
       .map(
         (g) => `${g.gate_id} ${g.outcome}${g.attempts > 1 ? ` after ${g.attempts} attempts` : ''}`,
@@ -342,7 +351,7 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
       }
       await sink.close();
       await finish(1);
-      return finished;
+      return exitSoon(await finished);
     }
     if (summary.result === 'paused') {
       say(
@@ -357,10 +366,7 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
         });
       }, s.ticketEveryMs);
     }
-    const code = await finished;
-    // Anything still holding the event loop open must not keep a stopped agent alive.
-    setTimeout(() => process.exit(code), 2000).unref();
-    return code;
+    return exitSoon(await finished);
   } catch (err) {
     await cleanup();
     throw err;
