@@ -4,6 +4,8 @@
  * working demo tickets, the status API and panel, optional Stately inspector, and
  * graceful shutdown on SIGTERM/SIGINT.
  */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PGlite } from '@electric-sql/pglite';
 import { type Gate, getWiredEmitter, wireOperationalState } from '../boot.js';
@@ -193,10 +195,10 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
         timeoutMs: 60_000,
         check: async () => {
           if (store.kind === 'pglite' && !pglite) {
+            // Loaded here: the WebAssembly build is large and Postgres users never need it.
             const { PGlite } = await import('@electric-sql/pglite');
-            const { mkdir } = await import('node:fs/promises');
-            await mkdir(`${store.dir}/pglite`, { recursive: true });
-            pglite = await PGlite.create(`${store.dir}/pglite`);
+            await mkdir(join(store.dir, 'pglite'), { recursive: true });
+            pglite = await PGlite.create(join(store.dir, 'pglite'));
           }
           await sink.start();
           return { ok: true, detail: `${store.label}, event log migrated` };
