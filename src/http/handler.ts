@@ -179,6 +179,14 @@ function textResponse(status: number, text: string, headers: Record<string, stri
   return response;
 }
 
+/** 400 naming the field for input outside what the API accepts; anything else is rethrown. */
+function badInput(err: unknown): Response {
+  if (err instanceof OperationalStateInputError) {
+    return json(400, { error: err.message, field: err.field });
+  }
+  throw err;
+}
+
 /** @internal A JSON response with its length, so adapters can send it in one write. */
 function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
   return textResponse(status, JSON.stringify(body), { ...JSON_HEADERS, ...headers });
@@ -335,10 +343,7 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
     try {
       command = parseOperatorCommand(body);
     } catch (err) {
-      if (err instanceof OperationalStateInputError) {
-        return json(400, { error: err.message, field: err.field });
-      }
-      throw err;
+      return badInput(err);
     }
     const holder = resolveHolder();
     if (!holder) return json(503, { error: HOLDER_NOT_INITIALIZED });
@@ -363,10 +368,7 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
           reason: err.reason,
         });
       }
-      if (err instanceof OperationalStateInputError) {
-        return json(400, { error: err.message, field: err.field });
-      }
-      throw err;
+      return badInput(err);
     }
     const status = statusOf(holder, chain());
     logger.info(
@@ -413,10 +415,7 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
           try {
             limit = parseHistoryLimit(url.searchParams);
           } catch (err) {
-            if (err instanceof OperationalStateInputError) {
-              return json(400, { error: err.message, field: err.field });
-            }
-            throw err;
+            return badInput(err);
           }
           const holder = resolveHolder();
           if (!holder) {
@@ -462,10 +461,7 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
           try {
             query = parseChainQuery(url.searchParams);
           } catch (err) {
-            if (err instanceof OperationalStateInputError) {
-              return json(400, { error: err.message, field: err.field });
-            }
-            throw err;
+            return badInput(err);
           }
           const events = await reader.tail(query);
           return json(200, { workspace_id: reader.workspaceId, events });
