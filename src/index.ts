@@ -174,6 +174,7 @@ export type {
   EventSink,
   SinkStats,
   StoredChainEvent,
+  TailOptions,
   VerifyChainResult,
 } from './sinks/types.js';
 // The derived §9.1 table.

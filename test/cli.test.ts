@@ -12,6 +12,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { toMermaid } from '../src/diagram.js';
+import { createPostgresSink } from '../src/sinks/postgres.js';
 import { TRANSITION_TABLE } from '../src/table.js';
 import { type AgentProcess, startTsProcess } from './support/agentProcess.js';
 import { createTestSchema, type TestSchema } from './support/postgres.js';
@@ -279,6 +280,46 @@ describe('kora-opstate start on PostgreSQL (DATABASE_URL)', () => {
     const broken = await cli(['verify-chain'], env);
     expect(broken.code).toBe(1);
     expect(broken.stdout).toContain(`event ${victim}`);
+  });
+
+  it('events --follow misses nothing when thousands of events arrive between two looks', async () => {
+    const env = { DATABASE_URL: db.url, KORA_WORKSPACE: 'ws-burst' };
+    const sink = createPostgresSink({ workspaceId: 'ws-burst', pool: db.pool });
+    await sink.start();
+    const follower = startTsProcess(
+      bin,
+      ['events', '--follow', '--json', '--interval-ms', '1500'],
+      env,
+    );
+    try {
+      // Give the follower its first (empty) look, then land 2,500 events at once: more
+      // than two pages before its next look.
+      await new Promise((r) => setTimeout(r, 500));
+      const burst = 2500;
+      for (let i = 0; i < burst; i += 250) {
+        await sink.append(
+          Array.from({ length: 250 }, (_, j) => ({
+            event_type: 'kora.operational_state.transitioned',
+            payload: {
+              from_primary_state: 'ready',
+              to_primary_state: 'ready',
+              trigger: `b${i + j}`,
+            },
+            workspace_id: 'ws-burst',
+            instance_id: 'burst',
+            seq: i + j + 1,
+            occurred_at: new Date().toISOString(),
+          })),
+        );
+      }
+      await follower.waitFor(new RegExp(`"chain_seq":${burst}[,}]`));
+      const printed = follower.lines.map((l) => (JSON.parse(l) as JsonEvent).chain_seq);
+      expect(printed).toEqual(Array.from({ length: burst }, (_, i) => i + 1));
+    } finally {
+      follower.child.kill('SIGINT');
+      await follower.exited;
+      await sink.close();
+    }
   });
 });
 

@@ -141,6 +141,10 @@ describe('GET /api/operational-state/chain', () => {
     // Caught up (or past the head): an empty page, not an error.
     expect(await seqs('after_seq=6')).toEqual([]);
     expect(await seqs('after_seq=999')).toEqual([]);
+    // take=oldest pages forward from the cursor instead: the next `limit` positions.
+    expect(await seqs('after_seq=1&limit=3&take=oldest')).toEqual([2, 3, 4]);
+    expect(await seqs('after_seq=4&limit=3&take=oldest')).toEqual([5, 6]);
+    expect(await seqs('limit=2&take=newest')).toEqual([5, 6]);
   });
 
   it('answers HEAD with the headers and no body', async () => {
@@ -162,6 +166,7 @@ describe('GET /api/operational-state/chain', () => {
     ['after_seq=1e3', 'after_seq', '"1e3"'],
     ['after_seq=99999999999999999999', 'after_seq', '"99999999999999999999"'],
     ['limit=5&after_seq=x', 'after_seq', '"x"'],
+    ['take=middle', 'take', '"middle"'],
   ])('?%s → 400 naming %s and quoting %s', async (query, field, quoted) => {
     const { status, body } = await getJson(`${CHAIN}?${query}`);
     expect(status).toBe(400);
@@ -173,7 +178,7 @@ describe('GET /api/operational-state/chain', () => {
     const { status, body } = await getJson(`${CHAIN}?limit=2&offset=3`);
     expect(status).toBe(400);
     expect(body).toEqual({
-      error: 'unknown query parameter "offset"; expected limit, after_seq',
+      error: 'unknown query parameter "offset"; expected limit, after_seq, take',
       field: 'offset',
     });
   });

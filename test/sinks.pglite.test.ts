@@ -163,6 +163,15 @@ describe('PGlite sink', () => {
       ],
     });
     expect((await sink.tail({ afterSeq: 20 })).map((e) => e.chain_seq)).toEqual([21, 22]);
+    // newest: the last `limit` after the cursor; oldest: the next `limit` after it.
+    const seqs = async (o: Parameters<typeof sink.tail>[0]) =>
+      (await sink.tail(o)).map((e) => e.chain_seq);
+    expect(await seqs({ afterSeq: 10, limit: 3 })).toEqual([20, 21, 22]);
+    expect(await seqs({ afterSeq: 10, limit: 3, take: 'oldest' })).toEqual([11, 12, 13]);
+    expect(await seqs({ afterSeq: 21, limit: 3, take: 'oldest' })).toEqual([22]);
+    await expect(sink.tail({ take: 'middle' as never })).rejects.toThrow(
+      'take must be "newest" or "oldest", got "middle"',
+    );
     await sink.close();
 
     // Reopen: the chain continues from the stored head.

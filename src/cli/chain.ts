@@ -48,6 +48,9 @@ ${STORE_USAGE}
   },
 };
 
+/** Events per look of `--follow` (the chain route's largest page). */
+const FOLLOW_PAGE = 1000;
+
 /** @internal */
 export const eventsCommand: Command = {
   name: 'events',
@@ -89,17 +92,15 @@ ${STORE_USAGE}
       const stop = interrupted();
       try {
         while (!(await stop.wait(intervalMs))) {
-          const fresh = await reader.tail({ limit: 1000, afterSeq: last });
-          const first = fresh[0];
-          // The page is the newest 1,000: say so when more arrived between two looks.
-          if (first && first.chain_seq > last + 1) {
-            io.stderr(
-              `… ${first.chain_seq - last - 1} events not shown (more than 1,000 at once)\n`,
-            );
-          }
-          for (const e of fresh) {
-            print(e);
-            last = e.chain_seq;
+          // Page forward from the last position seen until caught up: nothing is skipped,
+          // however many events arrived between two looks.
+          for (;;) {
+            const page = await reader.tail({ limit: FOLLOW_PAGE, afterSeq: last, take: 'oldest' });
+            for (const e of page) {
+              print(e);
+              last = e.chain_seq;
+            }
+            if (page.length < FOLLOW_PAGE) break;
           }
         }
       } finally {

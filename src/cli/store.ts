@@ -15,7 +15,7 @@ import type { DurableChainSink } from '../sinks/durable.js';
 import { createPgliteSink } from '../sinks/pglite.js';
 import { createPostgresSink } from '../sinks/postgres.js';
 import type { PositionedChainEvent } from '../sinks/sql.js';
-import type { VerifyChainResult } from '../sinks/types.js';
+import type { TailOptions, VerifyChainResult } from '../sinks/types.js';
 import { quote } from '../vocabulary.js';
 import type { CliIo } from './io.js';
 import { UsageError } from './io.js';
@@ -130,7 +130,7 @@ export async function acquireStoreLock(dir: string): Promise<StoreLock> {
 /** @internal What `events` and `verify-chain` read. */
 export interface ChainReader {
   readonly via: string;
-  tail(options: { limit: number; afterSeq?: number }): Promise<PositionedChainEvent[]>;
+  tail(options: TailOptions & { limit: number }): Promise<PositionedChainEvent[]>;
   verifyChain(): Promise<VerifyChainResult>;
   close(): Promise<void>;
 }
@@ -208,8 +208,10 @@ function remoteReader(base: string, workspaceId: string): ChainReader {
   };
   return {
     via: `the running agent at ${base}`,
-    async tail({ limit, afterSeq = 0 }) {
-      const body = await get(`/api/operational-state/chain?limit=${limit}&after_seq=${afterSeq}`);
+    async tail({ limit, afterSeq = 0, take = 'newest' }) {
+      const body = await get(
+        `/api/operational-state/chain?limit=${limit}&after_seq=${afterSeq}&take=${take}`,
+      );
       return body.events as PositionedChainEvent[];
     },
     async verifyChain() {

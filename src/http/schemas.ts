@@ -144,16 +144,23 @@ const chainQuery = z.strictObject({
     .transform(Number)
     .pipe(z.number().max(Number.MAX_SAFE_INTEGER, 'is too large'))
     .optional(),
+  take: z.enum(['newest', 'oldest']).optional(),
 });
 
 /**
- * The chain route's query: `limit` (1–1,000, default 20) and `after_seq` (a chain position,
- * default 0); unknown or repeated parameters are refused, naming the value.
+ * The chain route's query: `limit` (1–1,000, default 20), `after_seq` (a chain position,
+ * default 0) and `take` (`newest`, the default, or `oldest`: the first `limit` after
+ * `after_seq`, for paging forward); unknown or repeated parameters are refused, naming
+ * the value.
  *
  * @example
- * parseChainQuery(new URLSearchParams('limit=5&after_seq=40')); // { limit: 5, afterSeq: 40 }
+ * parseChainQuery(new URLSearchParams('limit=5&after_seq=40')); // { limit: 5, afterSeq: 40, take: 'newest' }
  */
-export function parseChainQuery(params: URLSearchParams): { limit: number; afterSeq: number } {
+export function parseChainQuery(params: URLSearchParams): {
+  limit: number;
+  afterSeq: number;
+  take: 'newest' | 'oldest';
+} {
   const raw: Record<string, string> = {};
   for (const key of new Set(params.keys())) {
     const all = params.getAll(key);
@@ -172,9 +179,13 @@ export function parseChainQuery(params: URLSearchParams): { limit: number; after
     const field = issue.code === 'unrecognized_keys' ? issue.keys[0]! : String(issue.path[0]);
     const message =
       issue.code === 'unrecognized_keys'
-        ? `unknown query parameter ${quote(field)}; expected limit, after_seq`
+        ? `unknown query parameter ${quote(field)}; expected limit, after_seq, take`
         : `invalid ${field} ${quote(raw[field])}: ${issue.message}`;
     throw new OperationalStateInputError(field, raw[field] ?? field, message);
   }
-  return { limit: parsed.data.limit ?? DEFAULT_CHAIN_LIMIT, afterSeq: parsed.data.after_seq ?? 0 };
+  return {
+    limit: parsed.data.limit ?? DEFAULT_CHAIN_LIMIT,
+    afterSeq: parsed.data.after_seq ?? 0,
+    take: parsed.data.take ?? 'newest',
+  };
 }

@@ -12,11 +12,12 @@ import {
   isPermanentSqlError,
   type PositionedChainEvent,
   type SqlSession,
+  TAIL_OLDEST_SQL,
   TAIL_SQL,
   VERIFY_PAGE,
   VERIFY_SQL,
 } from './sql.js';
-import type { ChainEvent, DurableEventSink, VerifyChainResult } from './types.js';
+import type { ChainEvent, DurableEventSink, TailOptions, VerifyChainResult } from './types.js';
 
 /** Options both durable sinks accept. */
 export interface DurableSinkOptions {
@@ -49,11 +50,7 @@ export function resolveWorkspaceId(value: unknown): string {
 /** A durable sink as shipped: the contract plus `refused` and stored positions. */
 export interface DurableChainSink extends DurableEventSink {
   readonly stats: Readonly<DurableSinkStats>;
-  tail(options?: {
-    limit?: number;
-    workspaceId?: string;
-    afterSeq?: number;
-  }): Promise<PositionedChainEvent[]>;
+  tail(options?: TailOptions): Promise<PositionedChainEvent[]>;
 }
 
 /** How a concrete sink reaches its database. @internal */
@@ -218,14 +215,14 @@ export class SqlEventSink implements DurableChainSink {
 
   /**
    * The newest `limit` events (default 50) of the workspace, oldest first; `afterSeq`
-   * keeps only chain positions after it.
+   * keeps only chain positions after it; `take: 'oldest'` reads the first `limit` of
+   * those instead, so a follower paging on the last `chain_seq` it saw misses nothing.
    *
    * @example
    * const last = await sink.tail({ limit: 10 });
+   * const next = await sink.tail({ afterSeq: last.at(-1)!.chain_seq, take: 'oldest' });
    */
-  async tail(
-    options: { limit?: number; workspaceId?: string; afterSeq?: number } = {},
-  ): Promise<PositionedChainEvent[]> {
+  async tail(options: TailOptions = {}): Promise<PositionedChainEvent[]> {
     const limit = options.limit ?? 50;
     if (!Number.isInteger(limit) || limit < 0) {
       throw new OperationalStateInputError(
@@ -242,12 +239,21 @@ export class SqlEventSink implements DurableChainSink {
         `afterSeq must be a non-negative integer, got ${quote(after)}`,
       );
     }
-    const { rows } = await this.#ready().query(TAIL_SQL, [
+    const take = options.take ?? 'newest';
+    if (take !== 'newest' && take !== 'oldest') {
+      throw new OperationalStateInputError(
+        'take',
+        take,
+        `take must be "newest" or "oldest", got ${quote(take)}`,
+      );
+    }
+    const { rows } = await this.#ready().query(take === 'newest' ? TAIL_SQL : TAIL_OLDEST_SQL, [
       options.workspaceId ?? this.workspaceId,
       after,
       limit,
     ]);
-    return rows.reverse().map((r) => ({
+    if (take === 'newest') rows.reverse();
+    return rows.map((r) => ({
       event_id: r.event_id,
       event_type: r.event_type,
       payload: r.payload,

@@ -69,11 +69,14 @@ export const VERIFY_SQL = `SELECT event_id::text AS event_id, chain_seq, prev_ev
   ${STORED_ROW_HASH_SQL} AS recomputed
   FROM event_log WHERE workspace_id = $1 AND chain_seq > $2 ORDER BY chain_seq LIMIT ${VERIFY_PAGE}`;
 
-/** @internal */
-export const TAIL_SQL = `SELECT event_id::text AS event_id, event_type, payload, workspace_id, instance_id, seq,
+const TAIL_SELECT = `SELECT event_id::text AS event_id, event_type, payload, workspace_id, instance_id, seq,
   to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS occurred_at,
   chain_seq, prev_event_hash, this_event_hash
-  FROM event_log WHERE workspace_id = $1 AND chain_seq > $2 ORDER BY chain_seq DESC LIMIT $3`;
+  FROM event_log WHERE workspace_id = $1 AND chain_seq > $2`;
+/** @internal The newest `$3` after `$2` (newest first). */
+export const TAIL_SQL = `${TAIL_SELECT} ORDER BY chain_seq DESC LIMIT $3`;
+/** @internal The first `$3` after `$2`. */
+export const TAIL_OLDEST_SQL = `${TAIL_SELECT} ORDER BY chain_seq LIMIT $3`;
 
 /** A stored event with its position in the workspace's chain (from 1). */
 export interface PositionedChainEvent extends StoredChainEvent {

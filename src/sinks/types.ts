@@ -63,10 +63,21 @@ export interface DurableEventSink extends EventSink {
   close(): Promise<void>;
   readonly stats: Readonly<SinkStats>;
   verifyChain(workspaceId?: string): Promise<VerifyChainResult>;
-  /** The newest `limit` events of the workspace, oldest first. */
-  tail(options?: {
-    limit?: number;
-    workspaceId?: string;
-    afterSeq?: number;
-  }): Promise<StoredChainEvent[]>;
+  /** `limit` events of the workspace (see {@link TailOptions}), oldest first. */
+  tail(options?: TailOptions): Promise<StoredChainEvent[]>;
+}
+
+/** Which stored events `tail` reads. */
+export interface TailOptions {
+  /** How many (default 50). */
+  limit?: number;
+  /** Default: the sink's workspace. */
+  workspaceId?: string;
+  /** Only chain positions after this one (default 0). */
+  afterSeq?: number;
+  /**
+   * `newest` (default): the newest `limit` of those — what `events -n` shows. `oldest`:
+   * the first `limit` after `afterSeq` — a cursor that pages forward without a gap.
+   */
+  take?: 'newest' | 'oldest';
 }
