@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -461,6 +462,21 @@ describe('kora-opstate commands and flags', () => {
       expect(stdout).toContain(`Usage: kora-opstate ${command}`);
     },
   );
+
+  it('start on a port that is taken: exit 1 naming it, the store left unlocked', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as AddressInfo;
+    const dir = tempDir();
+    try {
+      const { code, stderr } = await cli(['start', '--port', String(port), '--data-dir', dir]);
+      expect(code).toBe(1);
+      expect(stderr).toContain(`127.0.0.1:${port} is in use; pass another --port`);
+      expect(existsSync(join(dir, 'agent.lock.json'))).toBe(false);
+    } finally {
+      taken.close();
+    }
+  });
 
   it('verify-chain on a directory with no store says so (exit 1)', async () => {
     const empty = tempDir();
