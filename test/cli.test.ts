@@ -4,7 +4,7 @@
  * the running agent, and after tampering), `table`, `diagram`, and bad flags (exit 2).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -233,6 +233,19 @@ describe('kora-opstate start on the embedded PGlite store', () => {
     const json = await cli(['verify-chain', '--data-dir', dataDir, '--json']);
     expect(json.code).toBe(1);
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, eventId: victim });
+  });
+
+  it('a stale lock (its agent was killed -9) does not hold the store', async () => {
+    const gone = startTsProcess(bin, ['table']);
+    await gone.exited;
+    writeFileSync(
+      join(dataDir, 'agent.lock.json'),
+      JSON.stringify({ pid: gone.child.pid, url: 'http://127.0.0.1:9/' }),
+    );
+    const verify = await cli(['verify-chain', '--data-dir', dataDir]);
+    // Read from the directory itself (not the dead agent's URL): still the tampered chain.
+    expect(verify.code).toBe(1);
+    expect(verify.stdout).toContain(`; embedded PGlite ${dataDir})`);
   });
 });
 
