@@ -533,14 +533,12 @@ export class OperationalStateHolder {
     const waits: Promise<void>[] = [];
     const pending = new Set<ListenerEntry>();
     for (const entry of this.#listeners) {
-      const tail = entry.tail.then(async () => {
+      const tail: Promise<void> = entry.tail.then(async () => {
         if (entry.active) await this.#invoke(entry, old, next, record);
         pending.delete(entry);
+        if (entry.tail === tail) entry.overrun = false; // caught up
       });
       entry.tail = tail;
-      tail.then(() => {
-        if (entry.tail === tail) entry.overrun = false;
-      });
       if (entry.overrun) continue;
       pending.add(entry);
       waits.push(tail);
