@@ -17,8 +17,7 @@ import { createPostgresSink } from '../sinks/postgres.js';
 import type { PositionedChainEvent } from '../sinks/sql.js';
 import type { TailOptions, VerifyChainResult } from '../sinks/types.js';
 import { quote } from '../vocabulary.js';
-import type { CliIo } from './io.js';
-import { UsageError } from './io.js';
+import { type CliIo, UsageError } from './io.js';
 
 /** @internal The default home of the embedded store. */
 export const DEFAULT_DATA_DIR = '.kora-opstate';
@@ -57,8 +56,7 @@ export function resolveStore(values: Values, io: CliIo): StoreLocation {
     if (!/^postgres(ql)?:$/.test(parsed.protocol)) {
       throw new UsageError(`database URL ${quote(url)} is not a postgres:// URL`);
     }
-    // Never print a password.
-    if (parsed.password) parsed.password = '***';
+    // The label names the server and database only: never a password.
     return { kind: 'postgres', url, label: `postgres ${parsed.host}${parsed.pathname}` };
   }
   const dir = resolve(
