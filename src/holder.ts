@@ -64,6 +64,14 @@ export type StateListener = (
 export interface AddListenerOptions {
   /** Shown in logs when the listener fails. */
   name?: string;
+  /**
+   * Deliver the next change as soon as this listener's synchronous part has returned for
+   * the previous one, instead of after its promise settled. Invocations still start in
+   * commit order and never interleave their synchronous parts; each transition still
+   * waits for its own promise. Lets a listener batch work across concurrent transitions
+   * (the chain spool shares one fsync among them).
+   */
+  pipelined?: boolean;
 }
 
 /** Extra fields for `transitionTo`. */
@@ -143,6 +151,7 @@ interface ListenerEntry {
   /** Settles when this listener has handled every delivery so far (never rejects). */
   tail: Promise<void>;
   active: boolean;
+  readonly pipelined: boolean;
   /**
    * Set when a delivery overran the timeout; cleared once the listener has caught up.
    * Meanwhile its deliveries still queue (in order, one at a time), but no transition
@@ -355,6 +364,8 @@ export class OperationalStateHolder {
       tail: Promise.resolve(),
       overrun: false,
       active: true,
+      // A listener may ask for it itself (the chain emit listener does).
+      pipelined: (options.pipelined ?? (listener as { pipelined?: unknown }).pipelined) === true,
     };
     this.#listeners.push(entry);
     return () => {
@@ -533,15 +544,30 @@ export class OperationalStateHolder {
     const waits: Promise<void>[] = [];
     const pending = new Set<ListenerEntry>();
     for (const entry of this.#listeners) {
-      const tail: Promise<void> = entry.tail.then(async () => {
-        if (entry.active) await this.#invoke(entry, old, next, record);
-        pending.delete(entry);
-        if (entry.tail === tail) entry.overrun = false; // caught up
-      });
-      entry.tail = tail;
+      let handled: Promise<void>;
+      if (entry.pipelined) {
+        // The next delivery waits for this one to start, not to finish.
+        let done: Promise<void> = Promise.resolve();
+        const started: Promise<void> = entry.tail.then(() => {
+          if (entry.active) done = this.#invoke(entry, old, next, record);
+        });
+        entry.tail = started;
+        handled = started.then(() => done).then(() => {
+          pending.delete(entry);
+          if (entry.tail === started) entry.overrun = false;
+        });
+      } else {
+        const tail: Promise<void> = entry.tail.then(async () => {
+          if (entry.active) await this.#invoke(entry, old, next, record);
+          pending.delete(entry);
+          if (entry.tail === tail) entry.overrun = false; // caught up
+        });
+        entry.tail = tail;
+        handled = tail;
+      }
       if (entry.overrun) continue;
       pending.add(entry);
-      waits.push(tail);
+      waits.push(handled);
     }
     const all = Promise.all(waits).then(() => undefined);
     const ms = this.#options.listenerTimeoutMs;

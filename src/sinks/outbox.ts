@@ -72,8 +72,17 @@ export class OutboxPendingError extends Error {
   }
 }
 
+/** Per-append options. */
+export interface OutboxAppendOptions {
+  /** Called once the events leave the queue for good: stored, or refused by the store. */
+  onSettled?: () => void;
+  /** Events an earlier run left: finding them stored already is expected, not a reused id. */
+  replay?: boolean;
+}
+
 interface Entry {
   readonly events: ChainEvent[];
+  readonly onSettled: (() => void) | undefined;
   /** Write attempts so far. */
   attempts: number;
   /** The caller, until told the outcome (success, or the first failure). */
@@ -166,6 +175,11 @@ export class Outbox {
     return { ...this.#stats };
   }
 
+  /** The events queued, not stored yet, oldest first. */
+  pending(): ChainEvent[] {
+    return this.#queue.flatMap((e) => e.events);
+  }
+
   /** Begins writing (appends before this are kept, and rejected as not stored yet). */
   start(): void {
     if (this.#closed || this.#started) return;
@@ -174,7 +188,7 @@ export class Outbox {
   }
 
   /** Queues `events`; resolves once they are stored, rejects on their first failure. */
-  append(events: ChainEvent[]): Promise<void> {
+  append(events: ChainEvent[], options: OutboxAppendOptions = {}): Promise<void> {
     if (!Array.isArray(events)) {
       return Promise.reject(
         new OperationalStateInputError(
@@ -191,7 +205,11 @@ export class Outbox {
         this.#drop(events, new OutboxOverflowError(events.length, this.#limit)),
       );
     }
-    const entry: Entry = { events: [...events], attempts: 0 };
+    const entry: Entry = {
+      events: [...events],
+      onSettled: options.onSettled,
+      attempts: options.replay ? 1 : 0,
+    };
     this.#queue.push(entry);
     this.#stats.outboxDepth += events.length;
     if (!this.#started) {
@@ -350,6 +368,7 @@ export class Outbox {
         for (const e of batch) {
           e.settle?.resolve();
           e.settle = undefined;
+          this.#settled(e);
         }
       }
     } finally {
@@ -370,6 +389,15 @@ export class Outbox {
     );
     entry.settle?.reject(err);
     entry.settle = undefined;
+    this.#settled(entry);
+  }
+
+  #settled(entry: Entry): void {
+    try {
+      entry.onSettled?.();
+    } catch (err) {
+      this.#log('error', `${this.#tag} onSettled failed`, err);
+    }
   }
 
   #backOff(err: unknown): void {
