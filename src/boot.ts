@@ -15,12 +15,16 @@ import {
   type OperationalStateHolder,
   type OperationalStateHolderOptions,
 } from './holder.js';
+import { PERSISTING_PAUSE_CAUSES, type RestoredPause } from './restore.js';
 import type { EventSink } from './sinks/types.js';
 import {
+  checkText,
   DEGRADATION_REASONS,
   type DegradationReason,
+  MAX_DETAILS_BYTES,
   OperationalStateInputError,
   quote,
+  sanitizeText,
 } from './vocabulary.js';
 
 /** The log tag of every wire-in line. */
@@ -39,8 +43,21 @@ export const GateClass = {
 export type GateClass = (typeof GateClass)[keyof typeof GateClass];
 export const GATE_CLASSES: readonly GateClass[] = Object.freeze(Object.values(GateClass));
 
-/** What a gate's check may answer: a boolean, or `{ ok, detail? }`. */
-export type GateCheckResult = boolean | { ok: boolean; detail?: string };
+/** The longest gate id accepted (the `boot.gate_retry` event's `gate`). */
+export const MAX_GATE_ID_LENGTH = 200;
+
+/**
+ * The longest gate detail recorded (UTF-16 units): a longer one — a check's detail, an
+ * exception's message — is cut and ends with `…`; characters a store refuses become U+FFFD.
+ */
+export const MAX_GATE_DETAIL_LENGTH = 500;
+
+/**
+ * What a gate's check may answer: a boolean, or `{ ok, detail?, retry? }`. `retry: false`
+ * on a failure of a transient gate says no retry can fix it (a database that does not
+ * exist, a wrong password): the boot stops at once, as for an invariant gate.
+ */
+export type GateCheckResult = boolean | { ok: boolean; detail?: string; retry?: boolean };
 
 /** One §9.2 boot gate. A check that throws (or rejects) fails with `unexpected exception: …`. */
 export interface Gate {
@@ -81,6 +98,8 @@ export interface BootSummary {
   readonly failedGate?: GateResult;
   /** For `result: 'error'`: what went wrong. */
   readonly error?: string;
+  /** The persisting pause a restart restored (result `paused`), see `restore`. */
+  readonly restored?: RestoredPause;
 }
 
 /** Transient-gate backoff: `attempts` checks, waiting `initialDelayMs × factor^n`, capped. */
@@ -112,8 +131,15 @@ export interface WireOptions {
    * `retryBudget` defaults to `retry.attempts - 1`.
    */
   holderOptions?: OperationalStateHolderOptions;
-  /** Options of the emit listener (e.g. `instanceId`). */
+  /** Options of the emit listener (e.g. `instanceId`, `agentId`). */
   emit?: Omit<EmitListenerOptions, 'logger' | 'now'>;
+  /**
+   * Runs after every gate passed: the agent's persisting pause to boot into (booting →
+   * paused, row 9) instead of ready — e.g. `() => readPersistingPause(sink, agentId)`.
+   * A restore that throws pauses the boot with cause `operator` (it cannot tell whether a
+   * cost pause stands); an operator reset resumes it.
+   */
+  restore?: () => Promise<RestoredPause | undefined>;
 }
 
 const retryDefaults = { attempts: 5, initialDelayMs: 2000, factor: 2, maxDelayMs: 30_000 };
@@ -127,6 +153,7 @@ interface Resolved {
   logger: Logger;
   holderOptions: OperationalStateHolderOptions;
   emit: WireOptions['emit'];
+  restore: WireOptions['restore'];
 }
 
 /** The wiring of the current singleton holder: a second call returns its boot. */
@@ -163,6 +190,15 @@ export function resolveWireOptions(options: WireOptions): Resolved {
     if (typeof g.id !== 'string' || g.id.trim() === '') {
       fail(`${at}.id`, g.id, `${at}.id must be a non-empty string, got ${quote(g.id)}`);
     }
+    // The id is recorded as is (the retry event's `gate`, the chain's gate results).
+    if (g.id.length > MAX_GATE_ID_LENGTH) {
+      fail(
+        `${at}.id`,
+        g.id,
+        `${at}.id is ${g.id.length} characters, more than ${MAX_GATE_ID_LENGTH}: ${quote(g.id)}`,
+      );
+    }
+    checkText(g.id, `${at}.id`);
     if (ids.has(g.id)) fail(`${at}.id`, g.id, `gate id ${quote(g.id)} is used twice`);
     ids.add(g.id);
     if (!GATE_CLASSES.includes(g.gateClass)) {
@@ -217,7 +253,7 @@ export function resolveWireOptions(options: WireOptions): Resolved {
     }
     retry[key] = v;
   }
-  for (const key of ['sleep', 'now'] as const) {
+  for (const key of ['sleep', 'now', 'restore'] as const) {
     const v = options[key];
     if (v !== undefined && !isFunction(v))
       fail(key, v, `${key} must be a function, got ${quote(v)}`);
@@ -247,6 +283,7 @@ export function resolveWireOptions(options: WireOptions): Resolved {
     logger,
     holderOptions,
     emit: options.emit,
+    restore: options.restore,
   };
 }
 
@@ -259,8 +296,39 @@ function log(logger: Logger, level: 'error' | 'warn' | 'info', message: string, 
   }
 }
 
+/** An error's message as storable text: anything may be thrown, with any text in it. */
 function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return sanitizeText(err instanceof Error ? err.message : err, MAX_GATE_DETAIL_LENGTH);
+}
+
+/** A gate's detail as recorded: storable text, at most this long (the rest cut, `…`). */
+function gateDetail(detail: unknown): string {
+  return sanitizeText(detail, MAX_GATE_DETAIL_LENGTH);
+}
+
+/** Per-gate detail lengths tried in turn until the boot's details fit `MAX_DETAILS_BYTES`. */
+const FIT_DETAIL_LENGTHS = [MAX_GATE_DETAIL_LENGTH, 120, 20, 1];
+
+/**
+ * The details of a boot outcome (`gates`, and the failed gate): gate details are cut
+ * shorter until they fit the holder's `details` limit, so a boot never fails on long
+ * detail texts; with more gates than fit at all, only the failed one is listed and
+ * `gates_omitted` counts the others.
+ */
+function gateDetails(results: readonly GateResult[], failed?: GateResult): Record<string, unknown> {
+  const cut = (d: string | null, max: number) => (d === null ? null : sanitizeText(d, max));
+  for (const max of FIT_DETAIL_LENGTHS) {
+    const details = {
+      gates: results.map((r) => ({ ...r, detail: cut(r.detail, max) })),
+      ...(failed ? { failed_gate_id: failed.gate_id, failed_detail: cut(failed.detail, max) } : {}),
+    };
+    if (Buffer.byteLength(JSON.stringify(details)) <= MAX_DETAILS_BYTES) return details;
+  }
+  return {
+    gates: failed ? [{ ...failed, detail: cut(failed.detail, 1) }] : [],
+    gates_omitted: results.length - (failed ? 1 : 0),
+    ...(failed ? { failed_gate_id: failed.gate_id, failed_detail: cut(failed.detail, 1) } : {}),
+  };
 }
 
 /**
@@ -314,7 +382,13 @@ export function wireOperationalState(options: WireOptions): Promise<BootSummary>
   }
   let emitter: EmitListener;
   try {
-    emitter = makeEmitListener(resolved.sink, { ...resolved.emit, logger, now: resolved.now });
+    // The holder's logger (the one the user configured, also for a holder that existed
+    // before): an emit failure is logged there, once, by the listener — not rethrown.
+    emitter = makeEmitListener(resolved.sink, {
+      ...resolved.emit,
+      logger: holder.logger,
+      now: resolved.now,
+    });
   } catch (err) {
     log(logger, 'error', `emit listener could not be created: ${errorText(err)}`, err);
     return Promise.resolve({ result: 'error', gates: [], error: errorText(err) });
@@ -341,7 +415,9 @@ export function getWiredEmitter(): EmitListener | undefined {
 }
 
 /** Runs one check; never throws. */
-async function runCheck(gate: Gate): Promise<{ ok: boolean; detail: string | null }> {
+async function runCheck(
+  gate: Gate,
+): Promise<{ ok: boolean; detail: string | null; final?: boolean }> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     const checked = gate.check();
@@ -362,13 +438,17 @@ async function runCheck(gate: Gate): Promise<{ ok: boolean; detail: string | nul
       return {
         ok: answer.ok,
         detail:
-          answer.detail === undefined || answer.detail === null ? null : String(answer.detail),
+          answer.detail === undefined || answer.detail === null ? null : gateDetail(answer.detail),
+        ...(answer.retry === false ? { final: true } : {}),
       };
     }
-    return { ok: false, detail: `check returned ${quote(answer)}, not a boolean or { ok }` };
+    return {
+      ok: false,
+      detail: gateDetail(`check returned ${quote(answer)}, not a boolean or { ok }`),
+    };
   } catch (err) {
     if (err instanceof GateTimeoutError) return { ok: false, detail: err.message };
-    return { ok: false, detail: `unexpected exception: ${errorText(err)}` };
+    return { ok: false, detail: gateDetail(`unexpected exception: ${errorText(err)}`) };
   } finally {
     if (timer) clearTimeout(timer);
   }
@@ -402,10 +482,7 @@ async function runBoot(
   }
 
   const results: GateResult[] = [];
-  const details = (failed?: GateResult) => ({
-    gates: results.map((r) => ({ ...r })),
-    ...(failed ? { failed_gate_id: failed.gate_id, failed_detail: failed.detail } : {}),
-  });
+  const details = (failed?: GateResult) => gateDetails(results, failed);
   /** The boot was moved on by someone else (an operator's pause or stop). */
   const overtaken = (): BootSummary | undefined => {
     const now = holder.current.primaryState;
@@ -420,11 +497,11 @@ async function runBoot(
     /** Reasons this gate's retries added (not held before): cleared once it passes. */
     const staged: DegradationReason[] = [];
     let attempt = 0;
-    let check: { ok: boolean; detail: string | null };
+    let check: { ok: boolean; detail: string | null; final?: boolean };
     for (;;) {
       attempt++;
       check = await runCheck(gate);
-      if (check.ok || attempt >= maxAttempts) break;
+      if (check.ok || check.final || attempt >= maxAttempts) break;
       const stopped = overtaken();
       if (stopped) return stopped;
       const add =
@@ -461,8 +538,10 @@ async function runBoot(
       attempts: attempt,
       elapsed_ms: Math.max(0, o.now() - began),
       detail:
-        !check.ok && gate.gateClass === 'transient'
-          ? `retry budget exhausted after ${attempt} attempt(s): ${check.detail ?? 'no detail'}`
+        !check.ok && gate.gateClass === 'transient' && !check.final
+          ? gateDetail(
+              `retry budget exhausted after ${attempt} attempt(s): ${check.detail ?? 'no detail'}`,
+            )
           : check.detail,
     });
     results.push(result);
@@ -492,7 +571,11 @@ async function runBoot(
       return { result: 'paused', gates: [...results], failedGate: result };
     }
     const why =
-      gate.gateClass === 'invariant' ? 'invariant gate failure' : 'retry budget exhausted';
+      gate.gateClass === 'invariant'
+        ? 'invariant gate failure'
+        : check.final
+          ? 'failure no retry can fix'
+          : 'retry budget exhausted';
     await holder.send({
       type: 'boot.gate_failed',
       trigger: `${why}: ${quote(gate.id)}`,
@@ -502,6 +585,45 @@ async function runBoot(
     return { result: 'stopped', gates: [...results], failedGate: result };
   }
 
+  if (o.restore) {
+    let restored: RestoredPause | undefined;
+    let failure: string | undefined;
+    try {
+      restored = await o.restore();
+    } catch (err) {
+      failure = errorText(err);
+      log(logger, 'error', `could not read the agent's chain to restore its pause: ${failure}`, err);
+    }
+    const stopped = overtaken();
+    if (stopped) return stopped;
+    if (restored || failure !== undefined) {
+      const cause = restored?.cause ?? 'operator';
+      const own = PERSISTING_PAUSE_CAUSES[cause];
+      const others = (restored?.reasons ?? []).filter((r) => r !== own);
+      await holder.send({
+        type: 'pause',
+        cause,
+        trigger: restored
+          ? `restored ${cause} pause (${restored.reasons.join(', ')}) of ${restored.instance_id} seq ${restored.seq}` +
+            `${restored.chain_seq !== undefined ? `, chain #${restored.chain_seq}` : ''}`
+          : `restore failed (${failure}): paused until an operator reset`,
+        ...(others.length ? { addReasons: others } : {}),
+        details: { ...details(), restored: restored ? { ...restored } : { error: failure } },
+      });
+      log(
+        logger,
+        'warn',
+        restored
+          ? `boot paused: restored the agent's ${cause} pause (${restored.reasons.join(', ')}) from ${restored.instance_id} seq ${restored.seq}`
+          : 'boot paused: the agent\'s pause could not be read; an operator reset resumes',
+      );
+      return {
+        result: 'paused',
+        gates: [...results],
+        ...(restored ? { restored } : { error: `restore failed: ${failure}` }),
+      };
+    }
+  }
   const stopped = overtaken();
   if (stopped) return stopped;
   await holder.send({

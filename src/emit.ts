@@ -12,7 +12,12 @@ import { hostname } from 'node:os';
 import type { Logger, TransitionRecord } from './holder.js';
 import type { ChainEvent, EventSink } from './sinks/types.js';
 import { TRANSITION_TABLE } from './table.js';
-import { type OperationalState, OperationalStateInputError, quote } from './vocabulary.js';
+import {
+  checkText,
+  type OperationalState,
+  OperationalStateInputError,
+  quote,
+} from './vocabulary.js';
 
 /** Emitted once for every committed change (the substrate's one generic edge event). */
 export const GENERIC_TRANSITION_EVENT = 'kora.operational_state.transitioned';
@@ -89,6 +94,8 @@ export type TransitionPayload = {
   /** Sorted. */
   degradation_reasons: string[];
   trigger: string;
+  /** A `pause`'s cause (what a restart restores from). */
+  pause_cause?: string;
   gates?: GateResultPayload[];
   failed_gate_id?: string | null;
   failed_detail?: unknown;
@@ -113,6 +120,7 @@ export function buildTransitionPayload(
     claim_permission: next.claimPermission,
     degradation_reasons: [...next.degradationReasons].sort(),
     trigger: record.trigger,
+    ...(record.event === 'pause' && record.cause ? { pause_cause: record.cause } : {}),
   };
 }
 
@@ -268,6 +276,8 @@ export function createEmitSequence(instanceId: string = defaultInstanceId()): Em
       `instanceId must be a non-empty string, got ${quote(instanceId)}`,
     );
   }
+  // Stored with every event: text the store would refuse is refused here, at creation.
+  checkText(instanceId, 'instanceId');
   let last = 0;
   return {
     instanceId,
@@ -284,9 +294,32 @@ export function createEmitSequence(instanceId: string = defaultInstanceId()): Em
 
 let processSequence: EmitSequence | undefined;
 
+/** The agent id when none is given. */
+export const DEFAULT_AGENT_ID = 'default';
+
+/**
+ * Validates an agent id: 1–200 characters of letters, digits and `._:@-` (it names a
+ * spool directory and is matched in the chain).
+ *
+ * @example
+ * parseAgentId('worker-1'); // 'worker-1'
+ */
+export function parseAgentId(value: unknown, field = 'agentId'): string {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$/.test(value)) {
+    throw new OperationalStateInputError(
+      field,
+      value,
+      `${field} must be 1–200 characters of letters, digits and . _ : @ - (starting with a letter or digit), got ${quote(value)}`,
+    );
+  }
+  return value;
+}
+
 export interface EmitOptions {
   /** The `seq` counter (default: one process-wide sequence with a fresh instance id). */
   sequence?: EmitSequence;
+  /** The agent the events belong to (default `'default'`): stable across runs. */
+  agentId?: string;
   /** Clock for `occurred_at` (default `Date.now`). */
   now?: () => number;
   /** Where a failure is logged (default `console`). */
@@ -301,6 +334,9 @@ export interface EmitOptions {
     record: TransitionRecord,
   ) => string | undefined;
 }
+
+/** Reports nothing: the emit listener's failures then reach the holder's logger instead. */
+const SILENT: Logger = { error() {}, warn() {}, info() {} };
 
 function logOnce(logger: Logger, err: OperationalStateEmitError): void {
   try {
@@ -391,6 +427,7 @@ export async function emitStateTransition(
     event_type,
     payload: i === 0 ? generic : extraPayload(event_type, generic, record.details),
     workspace_id: workspaceId,
+    agent_id: options.agentId ?? DEFAULT_AGENT_ID,
     instance_id: sequence.instanceId,
     seq: first + i,
     occurred_at: occurredAt,
@@ -410,11 +447,21 @@ export interface EmitListener {
   readonly stats: Readonly<{ emitted: number; failures: number; lastError?: string }>;
   /** The `instance_id` of every event this listener emits. */
   readonly instanceId: string;
+  /** The `agent_id` of every event this listener emits. */
+  readonly agentId: string;
+  /** Read by `addListener`: the holder delivers the next change once this one is queued. */
+  readonly pipelined: true;
 }
 
 export interface EmitListenerOptions {
   /** Unique per process run (default: host, pid and a random suffix). */
   instanceId?: string;
+  /** The agent, stable across runs (default `'default'`): a restart restores its pause. */
+  agentId?: string;
+  /**
+   * Where a failed emit is logged (once). Default: none — the failure is rethrown to the
+   * holder, which logs it with its own logger.
+   */
   logger?: Logger;
   now?: () => number;
   selectExtra?: EmitOptions['selectExtra'];
@@ -422,7 +469,11 @@ export interface EmitListenerOptions {
 
 /**
  * A holder listener that appends every committed change's chain events to `sink`. A
- * failed emit is logged once and counted in `stats`; it never throws into the holder.
+ * failed emit is counted in `stats` and reported exactly once, as an
+ * {@link OperationalStateEmitError}: with a `logger`, logged there (tag
+ * `[kora.operational_state.emit]`) and not thrown; without one, rethrown, so the holder
+ * it is registered on logs it through the holder's own logger (as a listener failure,
+ * counted in `holder.stats.listenerFailures`). Either way the transition stands.
  *
  * @example
  * const sink = createPostgresSink({ workspaceId: 'ws-1', connectionString: url });
@@ -457,13 +508,17 @@ export function makeEmitListener(sink: EventSink, options: EmitListenerOptions =
     }
   }
   const sequence = createEmitSequence(options.instanceId ?? defaultInstanceId());
+  const agentId = parseAgentId(options.agentId ?? DEFAULT_AGENT_ID);
   const stats: { emitted: number; failures: number; lastError?: string } = {
     emitted: 0,
     failures: 0,
   };
   const emitOptions: EmitOptions = {
     sequence,
-    logger: options.logger ?? console,
+    agentId,
+    // Without a logger of its own the listener reports nothing itself: it rethrows, and
+    // the holder logs the failure once, through the holder's logger.
+    logger: options.logger ?? SILENT,
     ...(options.now ? { now: options.now } : {}),
     ...(options.selectExtra ? { selectExtra: options.selectExtra } : {}),
   };
@@ -476,13 +531,17 @@ export function makeEmitListener(sink: EventSink, options: EmitListenerOptions =
       const events = await emitStateTransition(sink, old, next, record, emitOptions);
       stats.emitted += events.length;
     } catch (err) {
-      // emitStateTransition logged it; count it and keep the holder moving.
       stats.failures++;
       stats.lastError = err instanceof Error ? err.message : String(err);
+      // Logged already (to `options.logger`): keep the holder from logging it again.
+      if (options.logger === undefined) throw err;
     }
   };
   Object.defineProperty(listener, 'name', { value: 'kora.operational_state.emit' });
   Object.defineProperty(listener, 'stats', { get: () => ({ ...stats }), enumerable: true });
   Object.defineProperty(listener, 'instanceId', { value: sequence.instanceId, enumerable: true });
+  Object.defineProperty(listener, 'agentId', { value: agentId, enumerable: true });
+  // Delivered pipelined by the holder: concurrent transitions share one spool fsync.
+  Object.defineProperty(listener, 'pipelined', { value: true, enumerable: true });
   return listener as EmitListener;
 }

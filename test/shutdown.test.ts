@@ -17,6 +17,7 @@ import { createMemorySink } from '../src/sinks/memory.js';
 import { createPostgresSink } from '../src/sinks/postgres.js';
 import type { PrimaryState } from '../src/vocabulary.js';
 import { type AgentProcess, startAgent } from './support/agentProcess.js';
+import { fakeClock } from './support/fakeClock.js';
 import { recordingLogger } from './support/logger.js';
 import { createTestSchema, type TestSchema } from './support/postgres.js';
 
@@ -106,7 +107,12 @@ describe('gracefulShutdown', () => {
       'paused→stopped stop',
     ]);
     const [, pause, , stop] = holder.history();
-    expect(pause).toMatchObject({ trigger: 'shutdown: SIGTERM', cause: 'operator' });
+    // A STOP-KORA pause: no reason added, so a restart does not restore it (SPEC §10).
+    expect(pause).toMatchObject({
+      trigger: 'STOP-KORA L1: shutdown (SIGTERM)',
+      cause: 'stop_kora',
+      degradation_reasons: [],
+    });
     expect(stop!.trigger).toBe('STOP-KORA L5: shutdown (SIGTERM)');
     expect(flushes).toEqual([1234]);
     expect(closed()).toBe(1);
@@ -218,6 +224,7 @@ describe('installShutdownHandlers', () => {
   it('first signal: graceful, exit(0) once; a second signal: exit at once with 128 + signo', async () => {
     const { holder, coordinator } = setup();
     const signals = new EventEmitter();
+    const clock = fakeClock();
     const exits: number[] = [];
     const exited = deferred();
     const finish = deferred();
@@ -231,6 +238,7 @@ describe('installShutdownHandlers', () => {
       holder,
       coordinator,
       signalSource: signals,
+      now: clock.now,
       exit: (code) => {
         exits.push(code);
         exited.resolve();
@@ -239,8 +247,10 @@ describe('installShutdownHandlers', () => {
     signals.emit('SIGTERM', 'SIGTERM');
     await new Promise((r) => setImmediate(r));
     expect(holder.current.primaryState).toBe('paused');
+    // Another signal is never the same interrupt, however soon it comes.
     signals.emit('SIGINT', 'SIGINT');
     expect(exits).toEqual([130]);
+    clock.advance(1000);
     signals.emit('SIGTERM', 'SIGTERM');
     expect(exits).toEqual([130, 143]);
     // The sequence goes on (the process would be gone); it does not exit a third time.
@@ -272,6 +282,76 @@ describe('installShutdownHandlers', () => {
     expect(quiet.listenerCount('SIGINT')).toBe(0);
   });
 
+  it('one Ctrl-C delivered twice (terminal + npm): the same signal within coalesceMs is one interrupt', async () => {
+    const { holder, coordinator, logger } = setup();
+    const signals = new EventEmitter();
+    const clock = fakeClock();
+    const exits: number[] = [];
+    const finish = deferred();
+    const started = deferred();
+    const claim = coordinator.withClaim({ id: 'c' }, async () => {
+      started.resolve();
+      await finish.promise;
+    });
+    await started.promise;
+    const done = deferred();
+    shutdown.installShutdownHandlers({
+      holder,
+      coordinator,
+      logger,
+      signalSource: signals,
+      now: clock.now,
+      exit: (code) => {
+        exits.push(code);
+        done.resolve();
+      },
+    });
+    signals.emit('SIGINT', 'SIGINT');
+    clock.advance(3);
+    signals.emit('SIGINT', 'SIGINT'); // npm's forwarded copy
+    clock.advance(996);
+    signals.emit('SIGINT', 'SIGINT'); // 999 ms after the first: still the same
+    expect(exits).toEqual([]);
+    expect(logger.find('info', 'SIGINT: shutting down gracefully')).toHaveLength(1);
+    expect(logger.find('info', 'SIGINT again within 1000 ms of the first')).toHaveLength(2);
+    expect(logger.find('error', 'second signal')).toEqual([]);
+    // The graceful shutdown runs to its end and exits 0, once.
+    finish.resolve();
+    await claim;
+    await done.promise;
+    expect(exits).toEqual([0]);
+    expect(holder.current.primaryState).toBe('stopped');
+  });
+
+  it('the same signal at coalesceMs after the first (or any repeat with coalesceMs 0) exits at once', () => {
+    for (const [coalesceMs, wait] of [
+      [undefined, 1000],
+      [250, 250],
+      [0, 0],
+    ] as const) {
+      const { holder, coordinator, logger } = setup();
+      const signals = new EventEmitter();
+      const clock = fakeClock();
+      const exits: number[] = [];
+      // A held claim keeps the graceful sequence from finishing first.
+      void coordinator.withClaim({ id: 'held' }, () => new Promise(() => {}));
+      shutdown.installShutdownHandlers({
+        holder,
+        coordinator,
+        logger,
+        signalSource: signals,
+        now: clock.now,
+        ...(coalesceMs === undefined ? {} : { coalesceMs }),
+        exit: (code) => exits.push(code),
+      });
+      signals.emit('SIGINT', 'SIGINT');
+      clock.advance(wait);
+      signals.emit('SIGINT', 'SIGINT');
+      expect(exits, `coalesceMs ${coalesceMs}`).toEqual([130]);
+      expect(logger.find('error', 'second signal (SIGINT): exiting now with 130')).toHaveLength(1);
+    }
+  });
+
   it('validates its options, naming the value', () => {
     const { holder } = setup();
     expect(() => shutdown.installShutdownHandlers({ holder, claimTimeoutMs: -1 })).toThrow(
@@ -282,6 +362,12 @@ describe('installShutdownHandlers', () => {
     ).toThrow('signals must be a list of signal names, got ["SIGNOPE"]');
     expect(() => shutdown.installShutdownHandlers({ holder: undefined as never })).toThrow(
       'holder must be an OperationalStateHolder',
+    );
+    expect(() => shutdown.installShutdownHandlers({ holder, coalesceMs: -5 })).toThrow(
+      'coalesceMs must be a non-negative number, got -5',
+    );
+    expect(() => shutdown.installShutdownHandlers({ holder, now: 5 as never })).toThrow(
+      'now must be a function, got 5',
     );
   });
 });
@@ -321,7 +407,7 @@ describe('an agent process on PostgreSQL receiving SIGTERM', () => {
     a.send('finish');
     expect(await a.exited, a.stderr()).toEqual({ code: 0, signal: null });
     expect(a.final()).toMatchObject({
-      state: { primaryState: 'stopped', claimPermission: 'none', degradationReasons: ['operator'] },
+      state: { primaryState: 'stopped', claimPermission: 'none', degradationReasons: [] },
       poller: { completed: 1 },
     });
     const { rows: ticket } = await db.pool.query(
@@ -341,7 +427,7 @@ describe('an agent process on PostgreSQL receiving SIGTERM', () => {
       expect(chain).toEqual([
         'booting→ready all §9.2 gates pass',
         'ready→active claim acquired: ticket "t-sig"',
-        'active→paused shutdown: SIGTERM',
+        'active→paused STOP-KORA L1: shutdown (SIGTERM)',
         'paused→paused claim released: ticket "t-sig" (done)',
         'paused→stopped STOP-KORA L5: shutdown (SIGTERM)',
       ]);
@@ -356,7 +442,12 @@ describe('an agent process on PostgreSQL receiving SIGTERM', () => {
     const a = agent(worker);
     await a.waitFor('working t-sig');
     a.child.kill('SIGTERM');
+    await a.waitFor('SIGTERM: shutting down gracefully');
     await a.waitFor('waiting up to 20000 ms');
+    // A repeat within 1 s of the first is the same interrupt (coalesceMs). The agent took
+    // the first before it printed that line, so 1.1 s after the line is past its window
+    // however late the line reached us: this wait is the behaviour under test, not a race.
+    await new Promise((r) => setTimeout(r, 1100));
     a.child.kill('SIGTERM');
     expect(await a.exited).toEqual({ code: 143, signal: null });
     expect(a.lines.some((l) => l.includes('second signal (SIGTERM): exiting now with 143'))).toBe(

@@ -1,7 +1,8 @@
 /**
  * Graceful shutdown (SPEC §6): on SIGTERM/SIGINT pause (no new claims), stop the poller,
  * wait for the held claim (bounded), stop (STOP-KORA L4/L5), flush the chain outbox,
- * exit. A second signal exits at once. Nothing is installed on import.
+ * exit. A second signal exits at once; the same signal repeated within a second (one Ctrl-C
+ * delivered twice by the terminal and npm) is one. Nothing is installed on import.
  */
 import { constants } from 'node:os';
 import type { Logger, OperationalStateHolder } from '../holder.js';
@@ -46,9 +47,18 @@ export interface ShutdownOptions extends GracefulShutdownOptions {
   signals?: readonly NodeJS.Signals[];
   /** Default `process`. */
   signalSource?: SignalSource;
+  /**
+   * The same signal again within this many ms of the first is the same interrupt, not a
+   * second one (default 1,000; 0 = every repeat exits at once). A terminal's Ctrl-C
+   * signals the whole process group and `npm`/`tsx` forward it again, so one keypress
+   * arrives twice.
+   */
+  coalesceMs?: number;
+  /** Monotonic clock in ms for `coalesceMs` (default `performance.now`). */
+  now?: () => number;
 }
 
-const defaults = { claimTimeoutMs: 30_000, flushTimeoutMs: 10_000 };
+const defaults = { claimTimeoutMs: 30_000, flushTimeoutMs: 10_000, coalesceMs: 1000 };
 
 function nonNegative(field: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
@@ -111,7 +121,7 @@ function within(p: Promise<unknown>, ms: number): Promise<boolean> {
 }
 
 /**
- * Runs the shutdown sequence once: pause (cause `operator`, trigger `shutdown: <reason>`)
+ * Runs the shutdown sequence once: pause (cause `stop_kora`, trigger `STOP-KORA L1: shutdown (<reason>)`)
  * → stop the poller → wait for the held claim (≤ `claimTimeoutMs`) → `stop` (trigger
  * `STOP-KORA L5: shutdown (<reason>)`) → flush the sink (≤ `flushTimeoutMs`) and close
  * it. Never rejects; resolves with the exit code: 0, or 1 when the outbox could not be
@@ -144,7 +154,12 @@ export async function gracefulShutdown(
     log('info', `shutdown (${reason}): already paused`);
   } else {
     try {
-      await holder.send({ type: 'pause', cause: 'operator', trigger: `shutdown: ${reason}` });
+      // A STOP-KORA pause: it adds no reason, so a restart does not restore it (SPEC §10).
+      await holder.send({
+        type: 'pause',
+        cause: 'stop_kora',
+        trigger: `STOP-KORA L1: shutdown (${reason})`,
+      });
     } catch (err) {
       log('error', `shutdown (${reason}): pause refused: ${errorText(err)}`, err);
     }
@@ -213,8 +228,10 @@ export async function gracefulShutdown(
 
 /**
  * Installs SIGTERM/SIGINT handlers that run {@link gracefulShutdown} and exit with its
- * code; a second signal exits at once with 128 + the signal number (SIGINT 130, SIGTERM
- * 143). Returns the uninstall function. Nothing is installed until this is called.
+ * code. The same signal again within `coalesceMs` (default 1 s) of the first is the same
+ * interrupt and changes nothing; any later signal (or another signal) exits at once with
+ * 128 + the signal number (SIGINT 130, SIGTERM 143). Returns the uninstall function.
+ * Nothing is installed until this is called.
  *
  * @example
  * const uninstall = installShutdownHandlers({ holder, coordinator, poller, sink });
@@ -237,26 +254,46 @@ export function installShutdownHandlers(options: ShutdownOptions): () => void {
       `signals must be a list of signal names, got ${quote(signals)}`,
     );
   }
+  const coalesceMs = nonNegative('coalesceMs', options.coalesceMs ?? defaults.coalesceMs);
+  const now = options.now ?? (() => performance.now());
+  if (typeof now !== 'function') {
+    throw new OperationalStateInputError('now', now, `now must be a function, got ${quote(now)}`);
+  }
   const target: SignalSource = options.signalSource ?? process;
   const logger = options.logger ?? options.holder.logger;
-  let running = false;
+  const log = (level: 'error' | 'info', message: string) => {
+    try {
+      logger[level](`${SHUTDOWN_LOG_TAG} ${message}`);
+    } catch {
+      // Going on (or exiting) anyway.
+    }
+  };
+  let first: { signal: NodeJS.Signals; at: number } | undefined;
   let exited = false;
   const doExit = (code: number) => {
     exited = true;
     exit(code);
   };
   const onSignal = (signal: NodeJS.Signals) => {
-    if (running) {
-      const code = 128 + (constants.signals[signal] ?? 15);
-      try {
-        logger.error(`${SHUTDOWN_LOG_TAG} second signal (${signal}): exiting now with ${code}`);
-      } catch {
-        // Exiting anyway.
+    const at = now();
+    if (first) {
+      if (signal === first.signal && at - first.at < coalesceMs) {
+        log(
+          'info',
+          `${signal} again within ${coalesceMs} ms of the first: the same interrupt, still shutting down gracefully`,
+        );
+        return;
       }
+      const code = 128 + (constants.signals[signal] ?? 15);
+      log('error', `second signal (${signal}): exiting now with ${code}`);
       doExit(code);
       return;
     }
-    running = true;
+    first = { signal, at };
+    log(
+      'info',
+      `${signal}: shutting down gracefully (another signal exits at once${coalesceMs > 0 ? `; ${signal} again within ${coalesceMs} ms is this one` : ''})`,
+    );
     void gracefulShutdown(options, signal).then((code) => {
       if (!exited) doExit(code);
     });

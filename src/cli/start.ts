@@ -5,22 +5,25 @@
  * graceful shutdown on SIGTERM/SIGINT.
  */
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PGlite } from '@electric-sql/pglite';
 import { type Gate, getWiredEmitter, wireOperationalState } from '../boot.js';
+import { resolveChainKey } from '../chainKey.js';
 import { createClaimCoordinator } from '../claims/coordinator.js';
 import { createTicketPoller } from '../claims/poller.js';
 import { installShutdownHandlers } from '../claims/shutdown.js';
 import { createPostgresTicketSource } from '../claims/sources/postgres.js';
 import type { NewTicket } from '../claims/types.js';
-import { defaultInstanceId } from '../emit.js';
+import { DEFAULT_AGENT_ID, defaultInstanceId, parseAgentId } from '../emit.js';
 import { getHolder, type Logger, type TransitionRecord } from '../holder.js';
+import { createHostCheck } from '../http/hosts.js';
 import { type RunningStatusServer, startStatusServer } from '../http/node.js';
 import { createLocalInspector, type LocalInspector } from '../inspect.js';
+import { readPersistingPause } from '../restore.js';
 import { MIGRATIONS } from '../sinks/migrations.js';
 import type { SqlSession } from '../sinks/sql.js';
-import { quote } from '../vocabulary.js';
+import { type OperationalStateInputError, quote } from '../vocabulary.js';
 import { intFlag } from './chain.js';
 import { type CliIo, UsageError } from './io.js';
 import type { Command } from './main.js';
@@ -28,6 +31,7 @@ import {
   acquireStoreLock,
   openPool,
   openSink,
+  resolveDataDir,
   resolveStore,
   resolveWorkspace,
   STORE_OPTIONS,
@@ -51,12 +55,20 @@ gracefully (pause, finish the claim, stop, flush the chain); a second signal exi
 Options:
   --port N                 status API and panel port (default 7070; env KORA_PORT; 0 = any free port)
   --host H                 address to bind (default 127.0.0.1; env KORA_HOST)
+  --allowed-host NAME      also answer requests for this Host name, repeatable; localhost,
+                           IP addresses and the --host name always are, any other is 421
+                           (env KORA_ALLOWED_HOSTS, comma-separated; "*" turns the check off)
   --operator-token T       enable POST /api/operational-state/transitions with Bearer T
                            (env KORA_OPERATOR_TOKEN)
   --inspect                serve the Stately inspector bridge for the holder's actor
   --inspect-port N         its port (default 0 = any free port)
 ${STORE_USAGE}
-  --instance-id ID         this process's chain instance id (default host:pid:random)
+  --chain-key-file F       the chain key (default: env KORA_CHAIN_KEY, else <data-dir>/chain.key,
+                           generated on first start with mode 0600; agents of a workspace share it)
+  --agent-id ID            the agent this process runs (default "default"; env KORA_AGENT_ID):
+                           a restart of the same agent restores its cost/operator/substrate pause
+  --instance-id ID         this run's chain instance id (default host:pid:random; one that
+                           already has events is refused)
   --tickets N              demo tickets queued at start (default 5)
   --ticket-every-ms MS     queue one more demo ticket every MS (default 4000; 0 = never)
   --work-ms MS             how long each demo ticket's work takes (default 1500)
@@ -66,10 +78,13 @@ ${STORE_USAGE}
   options: {
     port: { type: 'string' },
     host: { type: 'string' },
+    'allowed-host': { type: 'string', multiple: true },
     'operator-token': { type: 'string' },
     inspect: { type: 'boolean' },
     'inspect-port': { type: 'string', default: '0' },
     ...STORE_OPTIONS,
+    'chain-key-file': { type: 'string' },
+    'agent-id': { type: 'string' },
     'instance-id': { type: 'string' },
     tickets: { type: 'string', default: '5' },
     'ticket-every-ms': { type: 'string', default: '4000' },
@@ -90,12 +105,20 @@ ${STORE_USAGE}
     const settings = {
       port,
       host,
+      allowedHosts: parseAllowedHosts(values['allowed-host'], io.env.KORA_ALLOWED_HOSTS),
       token: token || undefined,
       inspect: Boolean(values.inspect),
       inspectPort: intFlag('inspect-port', values['inspect-port'], 0, 65_535),
       store: resolveStore(values, io),
       workspace: resolveWorkspace(values, io),
+      dataDir: resolveDataDir(values, io),
+      chainKeyFile:
+        values['chain-key-file'] === undefined
+          ? undefined
+          : resolve(io.cwd, values['chain-key-file'] as string),
+      agentId: parseAgentFlag((values['agent-id'] as string | undefined) ?? io.env.KORA_AGENT_ID),
       instanceId: (values['instance-id'] as string | undefined) ?? defaultInstanceId(),
+      instanceIdGiven: values['instance-id'] !== undefined,
       tickets: intFlag('tickets', values.tickets, 0, 10_000),
       ticketEveryMs: intFlag('ticket-every-ms', values['ticket-every-ms'], 0, 3_600_000),
       workMs: intFlag('work-ms', values['work-ms'], 0, 3_600_000),
@@ -109,20 +132,54 @@ ${STORE_USAGE}
   },
 };
 
+/** `--allowed-host` (repeatable) or else `KORA_ALLOWED_HOSTS` (comma-separated), checked here. */
+function parseAllowedHosts(flags: unknown, env: string | undefined): string[] {
+  const fromFlags = Array.isArray(flags) && flags.length > 0;
+  const list = fromFlags
+    ? (flags as string[])
+    : (env ?? '')
+        .split(',')
+        .map((h) => h.trim())
+        .filter(Boolean);
+  try {
+    createHostCheck(list, 'allowed-host');
+  } catch (err) {
+    const bad = (err as OperationalStateInputError).value;
+    throw new UsageError(
+      `invalid ${fromFlags ? '--allowed-host' : 'KORA_ALLOWED_HOSTS entry'} ${quote(bad)}: expected a host name (agent.example.org), .example.org for it and its subdomains, an IP address, or "*"`,
+    );
+  }
+  return list;
+}
+
 interface Settings {
   port: number;
   host: string;
+  allowedHosts: string[];
   token: string | undefined;
   inspect: boolean;
   inspectPort: number;
   store: ReturnType<typeof resolveStore>;
   workspace: string;
+  dataDir: string;
+  chainKeyFile: string | undefined;
+  agentId: string;
   instanceId: string;
+  instanceIdGiven: boolean;
   tickets: number;
   ticketEveryMs: number;
   workMs: number;
   leaseMs: number;
   bootRetryMs: number;
+}
+
+/** `--agent-id` / `KORA_AGENT_ID`, or a usage error naming the value. */
+function parseAgentFlag(value: string | undefined): string {
+  try {
+    return parseAgentId(value ?? DEFAULT_AGENT_ID, 'agent id');
+  } catch (err) {
+    throw new UsageError(`invalid --agent-id: ${(err as Error).message}`);
+  }
 }
 
 /** One transition as one log line. */
@@ -149,10 +206,20 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
   };
 
   // The store: PGlite serves one process per directory, so take it first.
+  // The spool of this agent's chain events: in the data dir, also when the chain lives in
+  // Postgres. One process per spool: in Postgres mode it has a lock of its own.
+  const spoolDir = join(s.dataDir, 'spool', encodeURIComponent(s.workspace), s.agentId);
   let lock: StoreLock | undefined;
   if (s.store.kind === 'pglite') {
     lock = await acquireStoreLock(s.store.dir);
     cleanups.push(() => lock!.release());
+  } else {
+    const spoolLock = await acquireStoreLock(spoolDir).catch((err: Error) => {
+      throw new Error(
+        `agent ${quote(s.agentId)} of workspace ${quote(s.workspace)} already runs from ${s.dataDir}: ${err.message}`,
+      );
+    });
+    cleanups.push(() => spoolLock.release());
   }
   try {
     // One session for the chain and the tickets. pg connects on first use; PGlite is
@@ -168,8 +235,24 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
     const session: SqlSession = pool ?? {
       query: (text, params) => embedded().query(text, params),
       exec: (text) => embedded().exec(text),
+      transaction: (fn) => embedded().transaction((tx) => fn(tx)),
     };
-    const sink = openSink(store, s.workspace, logger, pool ?? (session as unknown as PGlite));
+    // The chain key (SPEC §10): never in the database; generated on first start.
+    const chainKey = await resolveChainKey({
+      env: io.env,
+      keyFile: s.chainKeyFile,
+      dataDir: s.dataDir,
+      create: true,
+    });
+    if (chainKey.warning) logger.warn(`${TAG} ${chainKey.warning}`);
+    const sink = openSink(store, s.workspace, logger, pool ?? (session as unknown as PGlite), {
+      spoolDir,
+      chainKey: chainKey.key,
+    });
+    say(
+      `${TAG} chain key  ${chainKey.source === 'env' ? 'KORA_CHAIN_KEY' : `${chainKey.path}${chainKey.source === 'generated' ? ' (generated)' : ''}`} (key id ${sink.keyId})`,
+    );
+    const runStartedAt = new Date();
     const source = createPostgresTicketSource({ db: session, queue: 'demo', logger });
     cleanups.push(async () => {
       await pool?.end();
@@ -202,6 +285,25 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
           }
           await sink.start();
           return { ok: true, detail: `${store.label}, event log migrated` };
+        },
+      },
+      {
+        // Events of an earlier run under this instance id would collide with this run's:
+        // refused here, never dropped later (SPEC §10).
+        id: 'instance_id',
+        gateClass: 'invariant',
+        check: async () => {
+          const { rows } = await session.query(
+            'SELECT count(*)::int AS n FROM event_log WHERE instance_id = $1 AND occurred_at < $2',
+            [s.instanceId, runStartedAt.toISOString()],
+          );
+          const n = rows[0]?.n as number;
+          return n === 0
+            ? { ok: true, detail: `instance ${quote(s.instanceId)} is new` }
+            : {
+                ok: false,
+                detail: `instance id ${quote(s.instanceId)} already has ${n} event(s) in the chain; an instance id names one run — ${s.instanceIdGiven ? 'pass a new --instance-id or drop it' : 'start again'}`,
+              };
         },
       },
       {
@@ -252,6 +354,7 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
         },
         logger,
         title: `kora-opstate · ${s.workspace}`,
+        allowedHosts: s.allowedHosts,
         ...(s.token ? { operatorToken: s.token } : {}),
       });
     } catch (err) {
@@ -264,7 +367,7 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
     cleanups.push(() => status.close());
     await lock?.update(status.url);
     say(
-      `${TAG} store      ${store.label} (workspace ${quote(s.workspace)}, instance ${quote(s.instanceId)})`,
+      `${TAG} store      ${store.label} (workspace ${quote(s.workspace)}, agent ${quote(s.agentId)}, instance ${quote(s.instanceId)})`,
     );
     say(`${TAG} panel      ${status.url}/`);
     say(
@@ -278,7 +381,8 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
       gates,
       logger,
       retry: { initialDelayMs: s.bootRetryMs },
-      emit: { instanceId: s.instanceId },
+      emit: { instanceId: s.instanceId, agentId: s.agentId },
+      restore: () => readPersistingPause(sink, s.agentId),
       holderOptions: {
         historySize: 50,
         ...(inspector ? { inspect: inspector.inspect } : {}),
@@ -355,7 +459,17 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
       await finish(1);
       return exitSoon(await finished);
     }
-    if (summary.result === 'paused') {
+    if (summary.result === 'paused' && summary.restored) {
+      const r = summary.restored;
+      say(
+        `${TAG} paused     restored the agent's ${r.cause} pause (${r.reasons.join(', ')}) from ${r.instance_id}; ` +
+          (r.cause === 'cost_limit'
+            ? 'a credit refresh (resume.credit_refresh) resumes it'
+            : 'an operator reset (resume.operator_reset) resumes it'),
+      );
+    } else if (summary.result === 'paused' && !summary.failedGate) {
+      say(`${TAG} paused     ${summary.error ?? 'by an operator'}; an operator reset resumes it`);
+    } else if (summary.result === 'paused') {
       say(
         `${TAG} paused by gate ${summary.failedGate?.gate_id}: ${summary.failedGate?.detail}; an operator reset resumes it`,
       );

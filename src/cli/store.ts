@@ -6,18 +6,20 @@
  * pid and status URL. `events` and `verify-chain` read a locked store through that
  * agent's status API instead of opening the directory a second time.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import type { Logger } from '../holder.js';
-import type { DurableChainSink } from '../sinks/durable.js';
+import { verifyQueryString, verifyResultFromJson } from '../http/chainVerify.js';
+import type { DurableChainSink, DurableSinkOptions } from '../sinks/durable.js';
 import { createPgliteSink } from '../sinks/pglite.js';
 import { createPostgresSink } from '../sinks/postgres.js';
 import type { PositionedChainEvent } from '../sinks/sql.js';
-import type { TailOptions, VerifyChainResult } from '../sinks/types.js';
+import type { TailOptions, VerifyChainOptions, VerifyChainResult } from '../sinks/types.js';
 import { quote } from '../vocabulary.js';
 import { type CliIo, UsageError } from './io.js';
+import { readStoreLock } from './lock.js';
 
 /** @internal The default home of the embedded store. */
 export const DEFAULT_DATA_DIR = '.kora-opstate';
@@ -73,63 +75,17 @@ export function resolveWorkspace(values: Values, io: CliIo): string {
   return ws;
 }
 
-/** What `start` writes into the embedded store's directory while it runs. */
-interface LockFile {
-  pid: number;
-  url?: string;
-}
-
-const lockPath = (dir: string) => join(dir, 'agent.lock.json');
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** @internal The live agent holding the embedded store, if any (a stale lock is ignored). */
-export async function readStoreLock(dir: string): Promise<LockFile | undefined> {
-  let lock: LockFile;
-  try {
-    lock = JSON.parse(await readFile(lockPath(dir), 'utf8')) as LockFile;
-  } catch {
-    return undefined;
-  }
-  if (!Number.isInteger(lock.pid) || lock.pid === process.pid || !alive(lock.pid)) return undefined;
-  return lock;
-}
-
-/** @internal A held lock on the embedded store: `update` records the status URL. */
-export interface StoreLock {
-  update(url: string): Promise<void>;
-  release(): Promise<void>;
-}
-
-/** @internal Takes the embedded store for this process; throws when a live agent has it. */
-export async function acquireStoreLock(dir: string): Promise<StoreLock> {
-  await mkdir(dir, { recursive: true });
-  const held = await readStoreLock(dir);
-  if (held) {
-    throw new Error(
-      `the embedded store ${dir} is in use by another kora-opstate start (pid ${held.pid}${held.url ? `, ${held.url}` : ''}); stop it, pass another --data-dir, or share a Postgres with DATABASE_URL`,
-    );
-  }
-  const write = (lock: LockFile) => writeFile(lockPath(dir), `${JSON.stringify(lock)}\n`);
-  await write({ pid: process.pid });
-  return {
-    update: (url) => write({ pid: process.pid, url }),
-    release: () => rm(lockPath(dir), { force: true }),
-  };
-}
+// The lock `start` takes on the embedded store's directory lives in ./lock.ts.
+export { acquireStoreLock, readStoreLock, type StoreLock } from './lock.js';
 
 /** @internal What `events` and `verify-chain` read. */
 export interface ChainReader {
   readonly via: string;
   tail(options: TailOptions & { limit: number }): Promise<PositionedChainEvent[]>;
-  verifyChain(): Promise<VerifyChainResult>;
+  /** Through a running agent, the agent also checks its own head (and uses its key). */
+  verifyChain(options?: VerifyChainOptions): Promise<VerifyChainResult>;
+  /** True when read through a running agent. */
+  readonly remote: boolean;
   close(): Promise<void>;
 }
 
@@ -139,6 +95,10 @@ const quiet: Logger = { error: () => {}, warn: () => {}, info: () => {} };
 export async function openChainReader(
   store: StoreLocation,
   workspaceId: string,
+  /** The chain key, for verifying a keyed chain read directly (not through an agent). */
+  chainKey?: string,
+  /** Sent to a running agent as `Authorization: Bearer …` (its `/chain/verify` needs it when it has one). */
+  operatorToken?: string,
 ): Promise<ChainReader> {
   if (store.kind === 'pglite') {
     const lock = await readStoreLock(store.dir);
@@ -148,7 +108,7 @@ export async function openChainReader(
           `the embedded store ${store.dir} is held by kora-opstate start (pid ${lock.pid}), which is still starting; try again in a moment`,
         );
       }
-      return remoteReader(lock.url, workspaceId);
+      return remoteReader(lock.url, workspaceId, operatorToken);
     }
     let exists = true;
     await readFile(join(store.dir, 'pglite', 'PG_VERSION')).catch(() => {
@@ -160,12 +120,13 @@ export async function openChainReader(
       );
     }
   }
-  const sink = openSink(store, workspaceId, quiet);
+  const sink = openSink(store, workspaceId, quiet, undefined, chainKey ? { chainKey } : {});
   await sink.start();
   return {
     via: store.label,
+    remote: false,
     tail: (o) => sink.tail({ ...o, workspaceId }),
-    verifyChain: () => sink.verifyChain(workspaceId),
+    verifyChain: (options) => sink.verifyChain(workspaceId, options),
     close: () => sink.close(),
   };
 }
@@ -176,26 +137,61 @@ export function openSink(
   workspaceId: string,
   logger: Logger,
   db?: PGlite | pg.Pool,
+  /** More sink options (the spool directory, the chain key). */
+  extra: Omit<DurableSinkOptions, 'workspaceId' | 'logger'> = {},
 ): DurableChainSink {
   if (store.kind === 'postgres') {
     return createPostgresSink({
+      ...extra,
       workspaceId,
       logger,
       ...(db ? { pool: db as pg.Pool } : { connectionString: store.url }),
     });
   }
   return createPgliteSink({
+    ...extra,
     workspaceId,
     logger,
     ...(db ? { db: db as PGlite } : { dataDir: join(store.dir, 'pglite') }),
   });
 }
 
+/**
+ * @internal The agent's data dir (the spool, the chain key, verified heads): `--data-dir`,
+ * `KORA_DATA_DIR`, else `./.kora-opstate` — also when the chain lives in Postgres.
+ */
+export function resolveDataDir(values: Values, io: CliIo): string {
+  return resolve(
+    io.cwd,
+    (values['data-dir'] as string | undefined) ?? io.env.KORA_DATA_DIR ?? DEFAULT_DATA_DIR,
+  );
+}
+
+/**
+ * @internal What identifies a store in `verified-heads.json`: `pglite:<dir>`, or
+ * `postgres://host:port/db` (plus its `options`, e.g. a search_path) — never a password.
+ */
+export function storeIdentity(store: StoreLocation): string {
+  if (store.kind === 'pglite') return `pglite:${store.dir}`;
+  const u = new URL(store.url);
+  const options = u.searchParams.get('options');
+  const host = u.hostname || 'localhost';
+  return `postgres://${host}:${u.port || '5432'}${u.pathname || '/'}${options ? `?options=${encodeURIComponent(options)}` : ''}`;
+}
+
 /** @internal The agent's status API as a chain reader (its workspace must match). */
-function remoteReader(base: string, workspaceId: string): ChainReader {
+function remoteReader(base: string, workspaceId: string, operatorToken?: string): ChainReader {
+  let verified = '';
   const get = async (path: string): Promise<Record<string, unknown>> => {
-    const res = await fetch(new URL(path, base));
+    const res = await fetch(new URL(path, base), {
+      headers: operatorToken ? { authorization: `Bearer ${operatorToken}` } : {},
+    });
     const body = (await res.json()) as Record<string, unknown>;
+    if (res.status === 401) {
+      throw new Error(
+        `the running agent at ${base} needs its operator token to verify: pass --operator-token or set KORA_OPERATOR_TOKEN${operatorToken ? ' (the one given was refused)' : ''}`,
+      );
+    }
     if (!res.ok) throw new Error(`${base}${path}: ${res.status} ${String(body.error ?? '')}`);
     if (body.workspace_id !== workspaceId) {
       throw new UsageError(
@@ -205,23 +201,23 @@ function remoteReader(base: string, workspaceId: string): ChainReader {
     return body;
   };
   return {
-    via: `the running agent at ${base}`,
+    // After a verification: how old the agent's answer is (it may serve a recent result).
+    get via() {
+      return `the running agent at ${base}${verified}`;
+    },
     async tail({ limit, afterSeq = 0, take = 'newest' }) {
       const body = await get(
         `/api/operational-state/chain?limit=${limit}&after_seq=${afterSeq}&take=${take}`,
       );
       return body.events as PositionedChainEvent[];
     },
-    async verifyChain() {
-      const b = await get('/api/operational-state/chain/verify');
-      return b.ok
-        ? { ok: true, events: b.events as number }
-        : {
-            ok: false,
-            events: b.events as number,
-            eventId: b.event_id as string,
-            reason: b.reason as string,
-          };
+    remote: true,
+    async verifyChain(options) {
+      const b = await get(`/api/operational-state/chain/verify${verifyQueryString(options)}`);
+      if (b.cached === true && typeof b.verified_at === 'string') {
+        verified = `, its result of ${b.verified_at}`;
+      }
+      return verifyResultFromJson(b);
     },
     close: async () => {},
   };

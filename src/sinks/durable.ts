@@ -3,9 +3,11 @@
  * `start()`, appends through the outbox, chain verification and reads.
  */
 import type { Logger } from '../holder.js';
-import { OperationalStateInputError, quote } from '../vocabulary.js';
+import { checkText, OperationalStateInputError, quote } from '../vocabulary.js';
+import { appendKeyed, type ChainKey, checkKeyedEvent, createChainKey } from './keyed.js';
 import { applyMigrations } from './migrations.js';
 import { Outbox, type OutboxOptions } from './outbox.js';
+import { Spool, type SpoolGap, type SpoolStats } from './spool.js';
 import {
   APPEND_SQL,
   type DurableSinkStats,
@@ -14,10 +16,16 @@ import {
   type SqlSession,
   TAIL_OLDEST_SQL,
   TAIL_SQL,
-  VERIFY_PAGE,
-  VERIFY_SQL,
 } from './sql.js';
-import type { ChainEvent, DurableEventSink, TailOptions, VerifyChainResult } from './types.js';
+import type {
+  ChainEvent,
+  ChainHead,
+  DurableEventSink,
+  TailOptions,
+  VerifyChainOptions,
+  VerifyChainResult,
+} from './types.js';
+import { verifySqlChain } from './verify.js';
 
 /** Options both durable sinks accept. */
 export interface DurableSinkOptions {
@@ -32,7 +40,34 @@ export interface DurableSinkOptions {
   timers?: OutboxOptions['timers'];
   /** Jitter source in [0, 1) (default `Math.random`). */
   random?: () => number;
+  /**
+   * A directory for the crash-durable spool (SPEC §10): `append` resolves once the events
+   * are fsynced there, the spool drains to the database in order, and a later run with
+   * the same directory stores what a crashed run left first. Bounded by `outboxLimit`.
+   * Default: none — `append` resolves when the database has the events.
+   */
+  spoolDir?: string;
+  /**
+   * The chain key (SPEC §10), at least 16 bytes (a string counts as its UTF-8 bytes).
+   * With it, every link is an HMAC-SHA256 computed here — the key never enters the
+   * database — so a database writer without it cannot add, alter, reorder or re-hash an
+   * event without `verifyChain` failing. Agents of one workspace share it; once a chain
+   * is keyed, unkeyed appends to it are refused. Default: none (unkeyed sha256 links,
+   * which catch accidental corruption only).
+   */
+  chainKey?: string | Uint8Array;
 }
+
+/** An agent's transitions after the last one into ready or active. @internal */
+const AGENT_TRANSITIONS_SQL = `SELECT instance_id, seq, chain_seq, event_type, payload,
+  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS occurred_at
+  FROM event_log
+  WHERE workspace_id = $1 AND agent_id = $2 AND event_type = 'kora.operational_state.transitioned'
+    AND chain_seq > coalesce((
+      SELECT max(chain_seq) FROM event_log
+      WHERE workspace_id = $1 AND agent_id = $2 AND event_type = 'kora.operational_state.transitioned'
+        AND payload->>'to_primary_state' IN ('ready', 'active')), 0)
+  ORDER BY chain_seq`;
 
 /** @internal Validates the shared options. */
 export function resolveWorkspaceId(value: unknown): string {
@@ -44,13 +79,34 @@ export function resolveWorkspaceId(value: unknown): string {
       `workspaceId must be a non-empty string, got ${quote(workspaceId)}`,
     );
   }
-  return workspaceId;
+  // Stored with every event: text the store would refuse is refused here, at creation.
+  return checkText(workspaceId, 'workspaceId');
+}
+
+/** Sink counters with the spool's, when the sink has one. */
+export interface SpooledSinkStats extends DurableSinkStats {
+  /** The spool's counters (absent without `spoolDir`). */
+  spool?: Readonly<SpoolStats>;
 }
 
 /** A durable sink as shipped: the contract plus `refused` and stored positions. */
 export interface DurableChainSink extends DurableEventSink {
-  readonly stats: Readonly<DurableSinkStats>;
+  readonly stats: Readonly<SpooledSinkStats>;
+  /**
+   * Events appended but not stored yet, oldest first (what a crashed run left, then this
+   * run's): a reader of the chain that must not miss them adds these.
+   */
+  pending(): ChainEvent[];
+  /** An agent's transitions since it was last ready or active (see `readPersistingPause`). */
+  agentTransitions(agentId: string): Promise<(ChainEvent & { chain_seq?: number })[]>;
   tail(options?: TailOptions): Promise<PositionedChainEvent[]>;
+  /**
+   * The chain head after this sink's last append (null before its first): `verifyChain`
+   * of the sink's workspace fails when the chain no longer extends it.
+   */
+  readonly head: ChainHead | null;
+  /** The public id of the sink's chain key (null without one): names the key, reveals nothing. */
+  readonly keyId: string | null;
 }
 
 /** How a concrete sink reaches its database. @internal */
@@ -73,16 +129,27 @@ export class SqlEventSink implements DurableChainSink {
   readonly #backend: SqlBackend;
   readonly #outbox: Outbox;
   readonly #logger: Logger;
+  readonly #spool: Spool | undefined;
+  #spoolOpen: Promise<void> | undefined;
   #session: SqlSession | undefined;
   #starting: Promise<void> | undefined;
   #closed = false;
+  readonly #key: ChainKey | undefined;
+  #head: ChainHead | null = null;
 
   constructor(backend: SqlBackend, options: DurableSinkOptions) {
     this.workspaceId = resolveWorkspaceId(options.workspaceId);
+    this.#key = options.chainKey === undefined ? undefined : createChainKey(options.chainKey);
     this.#backend = backend;
     this.#logger = options.logger ?? console;
+    const limit = options.outboxLimit ?? 10_000;
+    this.#spool =
+      options.spoolDir === undefined
+        ? undefined
+        : new Spool({ dir: options.spoolDir, limit, logger: this.#logger, tag: `${backend.tag} spool` });
     this.#outbox = new Outbox((events) => this.#write(events), {
-      limit: options.outboxLimit,
+      // With a spool, the spool holds the bound; the outbox only mirrors what it holds.
+      limit: this.#spool ? Number.MAX_SAFE_INTEGER : limit,
       retry: options.retry,
       logger: this.#logger,
       tag: backend.tag,
@@ -92,15 +159,57 @@ export class SqlEventSink implements DurableChainSink {
     });
   }
 
-  /** Counters, live. */
-  get stats(): Readonly<DurableSinkStats> {
-    return this.#outbox.stats;
+  /** Counters, live. With a spool, `dropped` counts its overflow too. */
+  get stats(): Readonly<SpooledSinkStats> {
+    const stats = this.#outbox.stats;
+    if (!this.#spool) return stats;
+    const spool = this.#spool.stats;
+    return { ...stats, outboxDepth: spool.depth, dropped: stats.dropped + spool.overflowed, spool };
+  }
+
+  pending(): ChainEvent[] {
+    return this.#outbox.pending();
+  }
+
+  /**
+   * `agentId`'s transitions since it was last ready or active, stored ones (with their
+   * `chain_seq`) then ones not stored yet, oldest first: what a restart restores from.
+   */
+  async agentTransitions(agentId: string): Promise<(ChainEvent & { chain_seq?: number })[]> {
+    const { rows } = await this.#ready().query(AGENT_TRANSITIONS_SQL, [this.workspaceId, agentId]);
+    const stored: (ChainEvent & { chain_seq?: number })[] = rows.map((r) => ({
+      event_type: r.event_type,
+      payload: r.payload,
+      workspace_id: this.workspaceId,
+      agent_id: agentId,
+      instance_id: r.instance_id,
+      seq: Number(r.seq),
+      occurred_at: r.occurred_at,
+      chain_seq: Number(r.chain_seq),
+    }));
+    const seen = new Set(stored.map((e) => `${e.instance_id}\u0000${e.seq}`));
+    const unstored = this.pending().filter(
+      (e) =>
+        (e.agent_id ?? 'default') === agentId &&
+        e.event_type === 'kora.operational_state.transitioned' &&
+        !seen.has(`${e.instance_id}\u0000${e.seq}`),
+    );
+    return [...stored, ...unstored];
+  }
+
+  get head(): ChainHead | null {
+    return this.#head;
+  }
+
+  get keyId(): string | null {
+    return this.#key?.keyId ?? null;
   }
 
   /** Connects and applies the migrations (idempotent); then the outbox drains. */
   start(): Promise<void> {
     if (this.#closed) return Promise.reject(new Error(`${this.#backend.tag} sink is closed`));
     this.#starting ??= (async () => {
+      await this.#openSpool();
       const session = await this.#backend.open();
       await applyMigrations(session);
       this.#session = session;
@@ -128,8 +237,54 @@ export class SqlEventSink implements DurableChainSink {
           ),
         );
       }
+      if (this.#key) {
+        try {
+          checkKeyedEvent(e);
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      }
     }
-    return this.#outbox.append(events);
+    if (!this.#spool) return this.#outbox.append(events);
+    return this.#spooled(events);
+  }
+
+  /** Opens the spool once; what a crashed run left is queued before anything new. */
+  #openSpool(): Promise<void> {
+    const spool = this.#spool;
+    if (!spool) return Promise.resolve();
+    this.#spoolOpen ??= spool.open().then((leftover) => {
+      for (const events of leftover) this.#queue(events, true);
+    });
+    return this.#spoolOpen;
+  }
+
+  /** Into the outbox, acknowledged in the spool once stored (or refused for good). */
+  #queue(events: ChainEvent[], replay = false): void {
+    const spool = this.#spool!;
+    // The outbox's promise says whether the database has them yet; the caller already
+    // has its answer (the spool), and the outbox reports failures itself.
+    this.#outbox.append(events, { onSettled: () => spool.ack(), replay }).catch(() => {});
+  }
+
+  async #spooled(events: ChainEvent[]): Promise<void> {
+    // Appends reach the spool in call order: each waits on the same open, then appends.
+    await this.#openSpool();
+    const written = await this.#spool!.append(events, (gap) => this.#gapEvent(gap, events[0]!));
+    for (const record of written) this.#queue(record);
+  }
+
+  /** The chain's record of an overflow: it takes the first dropped event's `seq`. */
+  #gapEvent(gap: SpoolGap, like: ChainEvent): ChainEvent {
+    return {
+        event_type: 'kora.chain.gap',
+        payload: { ...gap, reason: 'spool overflow: the store was unreachable too long' },
+        workspace_id: this.workspaceId,
+        ...(like.agent_id !== undefined ? { agent_id: like.agent_id } : {}),
+        instance_id: gap.instance_id,
+        seq: gap.from_seq,
+        occurred_at: like.occurred_at,
+      };
   }
 
   flush(timeoutMs?: number): Promise<boolean> {
@@ -145,6 +300,7 @@ export class SqlEventSink implements DurableChainSink {
     } catch {
       // Nothing was opened.
     }
+    await this.#spool?.close();
     this.#session = undefined;
     await this.#backend.shut();
   }
@@ -152,8 +308,17 @@ export class SqlEventSink implements DurableChainSink {
   async #write(events: ChainEvent[]): Promise<number> {
     const session = this.#session;
     if (!session) throw new Error(`${this.#backend.tag} sink not started`);
+    if (this.#key) {
+      const { stored, head } = await appendKeyed(session, events, this.#key);
+      if (head) this.#head = head;
+      return stored;
+    }
     const { rows } = await session.query(APPEND_SQL, [JSON.stringify(events)]);
-    return Number(rows[0]?.stored ?? 0);
+    const stored = Number(rows[0]?.stored ?? 0);
+    if (stored > 0) {
+      this.#head = { chain_seq: Number(rows[0].head_seq), hash: rows[0].head_hash };
+    }
+    return stored;
   }
 
   #ready(): SqlSession {
@@ -162,55 +327,26 @@ export class SqlEventSink implements DurableChainSink {
   }
 
   /**
-   * Recomputes the workspace's chain in the database, oldest first; names the first
-   * broken link.
+   * Verifies the workspace's chain, oldest first, and names the first event that does
+   * not hold: a position gap, a broken link, a hash (v1, recomputed in SQL) or keyed link
+   * (v2, with the sink's key) that does not verify, an unkeyed event after the chain
+   * became keyed. `from` verifies incrementally from a head verified before;
+   * `expectHeads` (and, for the sink's own workspace, its own {@link head}) must still be
+   * in the chain — else the tail was truncated or rewritten.
    *
    * @example
-   * await sink.verifyChain(); // { ok: true, events: 1000 }
+   * const r = await sink.verifyChain(); // { ok: true, events: 1000, checked: 1000, head: { chain_seq: 1000, hash: '…' }, keyedFrom: 1, gaps: [] }
+   * await sink.verifyChain(undefined, { from: r.head! }); // checks only the events after it
    */
-  async verifyChain(workspaceId: string = this.workspaceId): Promise<VerifyChainResult> {
-    const session = this.#ready();
-    let after = 0;
-    let prevHash: string | null = null;
-    let events = 0;
-    for (;;) {
-      const { rows } = await session.query(VERIFY_SQL, [workspaceId, after]);
-      for (const row of rows as {
-        event_id: string;
-        chain_seq: number | string;
-        prev_event_hash: string | null;
-        this_event_hash: string;
-        recomputed: string;
-      }[]) {
-        const pos = Number(row.chain_seq);
-        const broken = (reason: string): VerifyChainResult => ({
-          ok: false,
-          events,
-          eventId: row.event_id,
-          reason,
-        });
-        if (pos !== after + 1) {
-          return broken(`chain position gap: expected ${after + 1}, found ${pos} (events removed)`);
-        }
-        if (row.prev_event_hash !== prevHash) {
-          return broken(
-            prevHash === null
-              ? 'first event has a prev_event_hash'
-              : `prev_event_hash does not link to the previous event's this_event_hash`,
-          );
-        }
-        if (row.recomputed !== row.this_event_hash) {
-          return broken(
-            `this_event_hash mismatch: the stored event (payload or fields) hashes to ` +
-              `${row.recomputed.slice(0, 12)}…, stored ${String(row.this_event_hash).slice(0, 12)}…`,
-          );
-        }
-        events++;
-        after = pos;
-        prevHash = row.this_event_hash;
-      }
-      if (rows.length < VERIFY_PAGE) return { ok: true, events };
-    }
+  verifyChain(
+    workspaceId: string = this.workspaceId,
+    options: VerifyChainOptions = {},
+  ): Promise<VerifyChainResult> {
+    return verifySqlChain(this.#ready(), workspaceId, {
+      ...options,
+      ...(this.#key ? { key: this.#key } : {}),
+      ...(this.#head && workspaceId === this.workspaceId ? { ownHead: this.#head } : {}),
+    });
   }
 
   /**
@@ -258,6 +394,7 @@ export class SqlEventSink implements DurableChainSink {
       event_type: r.event_type,
       payload: r.payload,
       workspace_id: r.workspace_id,
+      agent_id: r.agent_id,
       instance_id: r.instance_id,
       seq: Number(r.seq),
       occurred_at: r.occurred_at,
