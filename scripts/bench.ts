@@ -3,7 +3,7 @@
  * baseline as a ratio (these machines are noisy; absolute numbers are not compared
  * across runs). Prints a Markdown table — the README's table is this output.
  *
- * Usage: npm run bench [-- --only holder,memory,chain,http] [--json]
+ * Usage: npm run bench [-- --only holder,memory,chain,spool,http] [--json]
  */
 import { parseArgs } from 'node:util';
 import type { BenchRow } from './bench/types.js';
@@ -22,6 +22,7 @@ const suites: Suite[] = [
   { group: 'holder', run: async () => (await import('./bench/holder.js')).benchHolder() },
   { group: 'memory', run: async () => (await import('./bench/holder.js')).benchHolderMemory() },
   { group: 'chain', run: async () => (await import('./bench/chain.js')).benchChain() },
+  { group: 'spool', run: async () => (await import('./bench/spool.js')).benchSpool() },
   { group: 'http', run: async () => (await import('./bench/http.js')).benchHttp() },
 ];
 

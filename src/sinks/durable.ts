@@ -97,6 +97,8 @@ export interface DurableChainSink extends DurableEventSink {
    * run's): a reader of the chain that must not miss them adds these.
    */
   pending(): ChainEvent[];
+  /** The spool's directory, when the sink has one. */
+  readonly spoolDir: string | undefined;
   /** An agent's transitions since it was last ready or active (see `readPersistingPause`). */
   agentTransitions(agentId: string): Promise<(ChainEvent & { chain_seq?: number })[]>;
   tail(options?: TailOptions): Promise<PositionedChainEvent[]>;
@@ -156,6 +158,9 @@ export class SqlEventSink implements DurableChainSink {
       timers: options.timers,
       random: options.random,
       isPermanent: isPermanentSqlError,
+      ...(this.#spool
+        ? { closeNote: `they stay in the spool ${this.#spool.dir} and the next run stores them first` }
+        : {}),
     });
   }
 
@@ -169,6 +174,11 @@ export class SqlEventSink implements DurableChainSink {
 
   pending(): ChainEvent[] {
     return this.#outbox.pending();
+  }
+
+  /** The spool's directory (`spoolDir`), if the sink has one. */
+  get spoolDir(): string | undefined {
+    return this.#spool?.dir;
   }
 
   /**
@@ -215,8 +225,9 @@ export class SqlEventSink implements DurableChainSink {
       this.#session = session;
       this.#outbox.start();
     })().catch((err) => {
-      // A failed start may be retried.
+      // A failed start may be retried; meanwhile it is why nothing is stored.
       this.#starting = undefined;
+      this.#outbox.noteFailure(err);
       throw err;
     });
     return this.#starting;

@@ -36,6 +36,8 @@ export interface OutboxOptions {
   isPermanent?: (err: unknown) => boolean;
   /** Events per write while catching up after a failure (default 500). */
   batchSize?: number;
+  /** Where unstored events go when the outbox closes (default: lost with the process). */
+  closeNote?: string;
 }
 
 const defaults = {
@@ -122,6 +124,7 @@ export class Outbox {
   readonly #timers: OutboxTimers;
   readonly #random: () => number;
   readonly #isPermanent: (err: unknown) => boolean;
+  readonly #closeNote: string;
   readonly #queue: Entry[] = [];
   readonly #stats: DurableSinkStats = {
     appended: 0,
@@ -168,6 +171,7 @@ export class Outbox {
     };
     this.#random = options.random ?? Math.random;
     this.#isPermanent = options.isPermanent ?? (() => false);
+    this.#closeNote = options.closeNote ?? 'they are lost with this process';
   }
 
   /** Counters; `outboxDepth` is the number of events not stored yet. */
@@ -178,6 +182,15 @@ export class Outbox {
   /** The events queued, not stored yet, oldest first. */
   pending(): ChainEvent[] {
     return this.#queue.flatMap((e) => e.events);
+  }
+
+  /**
+   * Records a failure met before writing could begin (the sink's connect or migration),
+   * so `stats.lastError` and the close report say why nothing was stored.
+   * @internal
+   */
+  noteFailure(err: unknown): void {
+    this.#stats.lastError = message(err);
   }
 
   /** Begins writing (appends before this are kept, and rejected as not stored yet). */
@@ -271,7 +284,7 @@ export class Outbox {
     if (this.#stats.outboxDepth > 0) {
       this.#log(
         'error',
-        `${this.#tag} closed with ${this.#stats.outboxDepth} event(s) not stored (last error: ${this.#stats.lastError ?? 'none'})`,
+        `${this.#tag} closed with ${this.#stats.outboxDepth} event(s) not stored (last error: ${this.#stats.lastError ?? (this.#started ? 'none' : 'none: the sink never started')}); ${this.#closeNote}`,
       );
     }
     for (const entry of this.#queue) {
