@@ -315,12 +315,17 @@ const FIT_DETAIL_LENGTHS = [MAX_GATE_DETAIL_LENGTH, 120, 20, 1];
  * detail texts; with more gates than fit at all, only the failed one is listed and
  * `gates_omitted` counts the others.
  */
-function gateDetails(results: readonly GateResult[], failed?: GateResult): Record<string, unknown> {
+function gateDetails(
+  results: readonly GateResult[],
+  failed?: GateResult,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   const cut = (d: string | null, max: number) => (d === null ? null : sanitizeText(d, max));
   for (const max of FIT_DETAIL_LENGTHS) {
     const details = {
       gates: results.map((r) => ({ ...r, detail: cut(r.detail, max) })),
       ...(failed ? { failed_gate_id: failed.gate_id, failed_detail: cut(failed.detail, max) } : {}),
+      ...extra,
     };
     if (Buffer.byteLength(JSON.stringify(details)) <= MAX_DETAILS_BYTES) return details;
   }
@@ -328,6 +333,7 @@ function gateDetails(results: readonly GateResult[], failed?: GateResult): Recor
     gates: failed ? [{ ...failed, detail: cut(failed.detail, 1) }] : [],
     gates_omitted: results.length - (failed ? 1 : 0),
     ...(failed ? { failed_gate_id: failed.gate_id, failed_detail: cut(failed.detail, 1) } : {}),
+    ...extra,
   };
 }
 
@@ -482,7 +488,8 @@ async function runBoot(
   }
 
   const results: GateResult[] = [];
-  const details = (failed?: GateResult) => gateDetails(results, failed);
+  const details = (failed?: GateResult, extra?: Record<string, unknown>) =>
+    gateDetails(results, failed, extra);
   /** The boot was moved on by someone else (an operator's pause or stop). */
   const overtaken = (): BootSummary | undefined => {
     const now = holder.current.primaryState;
@@ -592,7 +599,12 @@ async function runBoot(
       restored = await o.restore();
     } catch (err) {
       failure = errorText(err);
-      log(logger, 'error', `could not read the agent's chain to restore its pause: ${failure}`, err);
+      log(
+        logger,
+        'error',
+        `could not read the agent's chain to restore its pause: ${failure}`,
+        err,
+      );
     }
     const stopped = overtaken();
     if (stopped) return stopped;
@@ -600,22 +612,37 @@ async function runBoot(
       const cause = restored?.cause ?? 'operator';
       const own = PERSISTING_PAUSE_CAUSES[cause];
       const others = (restored?.reasons ?? []).filter((r) => r !== own);
+      // What the chain said is read back from a database: made storable and short here.
+      const from = restored
+        ? `${sanitizeText(restored.instance_id, 200)} seq ${restored.seq}${restored.chain_seq !== undefined ? `, chain #${restored.chain_seq}` : ''}`
+        : '';
+      const why = sanitizeText(failure ?? '', 300);
       await holder.send({
         type: 'pause',
         cause,
         trigger: restored
-          ? `restored ${cause} pause (${restored.reasons.join(', ')}) of ${restored.instance_id} seq ${restored.seq}` +
-            `${restored.chain_seq !== undefined ? `, chain #${restored.chain_seq}` : ''}`
-          : `restore failed (${failure}): paused until an operator reset`,
+          ? `restored ${cause} pause (${restored.reasons.join(', ')}) of ${from}`
+          : `restore failed (${why}): paused until an operator reset`,
         ...(others.length ? { addReasons: others } : {}),
-        details: { ...details(), restored: restored ? { ...restored } : { error: failure } },
+        details: details(undefined, {
+          restored: restored
+            ? {
+                cause,
+                reasons: [...restored.reasons],
+                instance_id: sanitizeText(restored.instance_id, 200),
+                seq: restored.seq,
+                chain_seq: restored.chain_seq ?? null,
+                trigger: sanitizeText(restored.trigger, 200),
+              }
+            : { error: why },
+        }),
       });
       log(
         logger,
         'warn',
         restored
           ? `boot paused: restored the agent's ${cause} pause (${restored.reasons.join(', ')}) from ${restored.instance_id} seq ${restored.seq}`
-          : 'boot paused: the agent\'s pause could not be read; an operator reset resumes',
+          : "boot paused: the agent's pause could not be read; an operator reset resumes",
       );
       return {
         result: 'paused',

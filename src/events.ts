@@ -10,10 +10,12 @@ import {
 } from '../machines/operationalState.machine.js';
 import {
   CLAIM_PERMISSIONS,
+  checkText,
   DEGRADATION_REASONS,
   MAX_TRIGGER_LENGTH,
   OperationalStateInputError,
   PAUSE_CAUSES,
+  parseDetails,
   quote,
 } from './vocabulary.js';
 
@@ -22,7 +24,8 @@ const common = {
   claimPermission: z.enum(CLAIM_PERMISSIONS as [string, ...string[]]).optional(),
   addReasons: z.array(z.enum(DEGRADATION_REASONS as [string, ...string[]])).optional(),
   removeReasons: z.array(z.enum(DEGRADATION_REASONS as [string, ...string[]])).optional(),
-  details: z.record(z.string(), z.unknown()).optional(),
+  // Checked by `parseDetails` after the schema: plain JSON, bounded, copied and frozen.
+  details: z.unknown().optional(),
 };
 const usd = z.number().finite();
 
@@ -118,5 +121,17 @@ export function parseEvent(input: unknown): OperationalEvent {
   }
   const result = schema.safeParse(input);
   if (!result.success) throw inputErrorFrom(result.error.issues, input);
-  return result.data as OperationalEvent;
+  return storable(result.data as OperationalEvent);
+}
+
+/**
+ * The text and `details` of a shape-checked event, made sure to be storable: a store
+ * refuses NUL and lone surrogates for good, so they are refused here, before the commit
+ * (see `checkText`); `details` become a deep-frozen JSON copy (see `parseDetails`).
+ */
+function storable(event: OperationalEvent): OperationalEvent {
+  if (event.trigger !== undefined) checkText(event.trigger, 'trigger');
+  if (event.type === 'boot.gate_retry' && event.gate !== undefined) checkText(event.gate, 'gate');
+  if (event.details === undefined) return event;
+  return { ...event, details: parseDetails(event.details, 'details') as Record<string, unknown> };
 }

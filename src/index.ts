@@ -29,6 +29,8 @@ export {
   type GateResult,
   type GateRetryOptions,
   getWiredEmitter,
+  MAX_GATE_DETAIL_LENGTH,
+  MAX_GATE_ID_LENGTH,
   WIRE_IN_LOG_TAG,
   type WireOptions,
   wireOperationalState,
@@ -160,10 +162,18 @@ export {
   type LocalInspectorOptions,
 } from './inspect.js';
 // Sinks: in-memory, Postgres, PGlite (the embedded default), and their migrations.
-export type { DurableChainSink, DurableSinkOptions } from './sinks/durable.js';
+export type { DurableChainSink, DurableSinkOptions, SpooledSinkStats } from './sinks/durable.js';
 export { createMemorySink, type MemoryEventSink, type MemorySinkOptions } from './sinks/memory.js';
 export { applyMigrations, MIGRATIONS, type Migration } from './sinks/migrations.js';
 export { OutboxOverflowError } from './sinks/outbox.js';
+export { SpoolOverflowError, type SpoolStats } from './sinks/spool.js';
+export {
+  type AgentChainReader,
+  findPersistingPause,
+  PERSISTING_PAUSE_CAUSES,
+  type RestoredPause,
+  readPersistingPause,
+} from './restore.js';
 export { createPgliteSink, DEFAULT_PGLITE_DIR, type PgliteSinkOptions } from './sinks/pglite.js';
 export { createPostgresSink, type PostgresSinkOptions } from './sinks/postgres.js';
 export type { DurableSinkStats, PositionedChainEvent } from './sinks/sql.js';
@@ -189,9 +199,12 @@ export {
 export {
   CLAIM_PERMISSIONS,
   ClaimPermission,
+  checkText,
   DEGRADATION_REASONS,
   DegradationReason,
   isDegraded,
+  MAX_DETAILS_BYTES,
+  MAX_DETAILS_DEPTH,
   MAX_TRIGGER_LENGTH,
   makeOperationalState,
   NO_CLAIM_STATES,
@@ -201,4 +214,6 @@ export {
   PauseCause,
   PRIMARY_STATES,
   PrimaryState,
+  parseDetails,
+  sanitizeText,
 } from './vocabulary.js';

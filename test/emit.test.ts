@@ -3,7 +3,8 @@
  * sink failures, listener isolation on a real holder) and of the outbox (order, retry,
  * bound, refusal) with fake timers and writers.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { wireOperationalState } from '../src/boot.js';
 import {
   BOOT_FAILED_EVENT,
   BOOT_READY_EVENT,
@@ -20,7 +21,9 @@ import {
 } from '../src/emit.js';
 import {
   createOperationalStateHolder,
+  getHolder,
   type OperationalStateHolder,
+  resetHolderForTests,
   type TransitionRecord,
 } from '../src/holder.js';
 import { createMemorySink } from '../src/sinks/memory.js';
@@ -840,5 +843,110 @@ describe('outbox', () => {
     expect(() => new Outbox(w, { limit: 0 })).toThrow(/outboxLimit.*0/);
     expect(() => new Outbox(w, { retry: { initialMs: 500, maxMs: 100 } })).toThrow(/maxMs/);
     expect(() => new Outbox(w, { retry: { initialMs: -1 } })).toThrow(/-1/);
+  });
+});
+
+describe("an emit failure is reported once, through the holder's logger (issue 9 item 8)", () => {
+  const failing = (workspaceId = 'ws-fail'): EventSink => ({
+    workspaceId,
+    append: async () => {
+      throw new Error('sink unavailable');
+    },
+  });
+
+  /** Spies on every console method a logger default could reach. */
+  function consoleSpies() {
+    return (['error', 'warn', 'info', 'log', 'debug'] as const).map((m) =>
+      vi.spyOn(console, m).mockImplementation(() => {}),
+    );
+  }
+
+  afterEach(() => {
+    vi.restoreAllMocks();
+    resetHolderForTests();
+  });
+
+  it('without a logger of its own: one error line per failure on the holder logger, none on console', async () => {
+    const spies = consoleSpies();
+    const holderLogger = recordingLogger();
+    const holder = createOperationalStateHolder({
+      initial: { primaryState: 'ready' },
+      logger: holderLogger,
+    });
+    const emit = makeEmitListener(failing());
+    holder.addListener(emit);
+    await expect(holder.send({ type: 'claim.acquired' })).resolves.toMatchObject({
+      primaryState: 'active',
+    });
+    const lines = holderLogger.find('error');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('"kora.operational_state.emit"');
+    expect(lines[0]).toContain('OperationalStateEmitError');
+    expect(lines[0]).toContain('sink unavailable');
+    expect(holderLogger.lines).toHaveLength(1);
+    for (const spy of spies) expect(spy).not.toHaveBeenCalled();
+    expect(emit.stats).toMatchObject({ emitted: 0, failures: 1 });
+    expect(emit.stats.lastError).toContain('sink unavailable');
+    expect(holder.stats.listenerFailures).toBe(1);
+    // The transition stands; the next failure is the next line, still exactly one.
+    await holder.send({ type: 'claim.released' });
+    expect(holder.current.primaryState).toBe('ready');
+    expect(holderLogger.find('error')).toHaveLength(2);
+    expect(emit.stats.failures).toBe(2);
+    for (const spy of spies) expect(spy).not.toHaveBeenCalled();
+  });
+
+  it('without a logger, called directly, it rejects with the OperationalStateEmitError (counted)', async () => {
+    const spies = consoleSpies();
+    const { holder, changes } = recorded('ready');
+    await holder.send({ type: 'claim.acquired' });
+    const emit = makeEmitListener(failing());
+    const { old, next, record } = changes[0]!;
+    const err = await emit(old, next, record).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OperationalStateEmitError);
+    expect(emit.stats.failures).toBe(1);
+    for (const spy of spies) expect(spy).not.toHaveBeenCalled();
+  });
+
+  it('with a logger: one line there, nothing on the holder logger or console', async () => {
+    const spies = consoleSpies();
+    const holderLogger = recordingLogger();
+    const emitLogger = recordingLogger();
+    const holder = createOperationalStateHolder({
+      initial: { primaryState: 'ready' },
+      logger: holderLogger,
+    });
+    const emit = makeEmitListener(failing(), { logger: emitLogger });
+    holder.addListener(emit);
+    await holder.send({ type: 'claim.acquired' });
+    expect(emitLogger.find('error', '[kora.operational_state.emit]')).toHaveLength(1);
+    expect(emitLogger.lines).toHaveLength(1);
+    expect(holderLogger.lines).toEqual([]);
+    expect(holder.stats.listenerFailures).toBe(0);
+    for (const spy of spies) expect(spy).not.toHaveBeenCalled();
+  });
+
+  it("wireOperationalState: each failure once on the holder's logger, none on console", async () => {
+    const spies = consoleSpies();
+    const wireLogger = recordingLogger();
+    const holderLogger = recordingLogger();
+    const summary = await wireOperationalState({
+      sink: failing('ws-wire'),
+      logger: wireLogger,
+      holderOptions: { logger: holderLogger },
+      gates: [{ id: 'config', gateClass: 'invariant', check: async () => true }],
+    });
+    expect(summary.result).toBe('ready');
+    expect(getHolder()!.logger).toBe(holderLogger);
+    // One change (booting → ready), one failed emit, one line — on the holder's logger.
+    const lines = holderLogger.find('error');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('[kora.operational_state.emit]');
+    expect(lines[0]).toContain('sink unavailable');
+    expect(wireLogger.find('error')).toEqual([]);
+    for (const spy of spies) expect(spy).not.toHaveBeenCalled();
+    await getHolder()!.send({ type: 'claim.acquired' });
+    expect(holderLogger.find('error')).toHaveLength(2);
+    expect(getHolder()!.stats.listenerFailures).toBe(0);
   });
 });

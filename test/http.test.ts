@@ -120,7 +120,7 @@ describe('GET /api/operational-state', () => {
   it('adds the chain key (emit failures, outbox depth) only when configured, never in the stub', async () => {
     const holder = holderIn('ready');
     const emitter = { stats: { emitted: 7, failures: 2, lastError: 'sink down' } };
-    const sink = { stats: { appended: 5, failures: 3, outboxDepth: 4, dropped: 1 } };
+    const sink = { stats: { appended: 5, failures: 3, outboxDepth: 4, dropped: 1, refused: 6 } };
     const live = await (
       await handler({ holder, emitter, sink })(req('/api/operational-state'))
     ).json();
@@ -131,6 +131,7 @@ describe('GET /api/operational-state', () => {
       last_error: 'sink down',
       outbox_depth: 4,
       dropped: 1,
+      refused: 6,
     });
     const onlySink = await (await handler({ holder, sink })(req('/api/operational-state'))).json();
     expect(onlySink.chain).toEqual({
@@ -139,7 +140,14 @@ describe('GET /api/operational-state', () => {
       last_error: null,
       outbox_depth: 4,
       dropped: 1,
+      refused: 6,
     });
+    // A sink that does not count refusals says so (null), rather than claiming none.
+    const uncounted = { stats: { appended: 5, failures: 3, outboxDepth: 4, dropped: 1 } };
+    const body = await (
+      await handler({ holder, sink: uncounted })(req('/api/operational-state'))
+    ).json();
+    expect(body.chain.refused).toBeNull();
     const stub = await (
       await handler({ holder: () => undefined, emitter, sink })(req('/api/operational-state'))
     ).json();
@@ -576,7 +584,7 @@ describe('GET /metrics', () => {
     const holder = holderIn();
     await holder.transitionTo('ready', 'all §9.2 gates pass'); // before the handler: seeded from history
     const emitter = { stats: { emitted: 4, failures: 3 } };
-    const sink = { stats: { appended: 4, failures: 6, outboxDepth: 9, dropped: 2 } };
+    const sink = { stats: { appended: 4, failures: 6, outboxDepth: 9, dropped: 2, refused: 5 } };
     const h = handler({ holder, emitter, sink });
     for (let i = 0; i < 3; i++) {
       await holder.send({ type: 'claim.acquired' });
@@ -609,6 +617,7 @@ describe('GET /metrics', () => {
     expect(value(text, 'kora_operational_state_outbox_depth')).toBe(9);
     expect(value(text, 'kora_operational_state_outbox_dropped_total')).toBe(2);
     expect(value(text, 'kora_operational_state_sink_failures_total')).toBe(6);
+    expect(value(text, 'kora_operational_state_sink_refused_total')).toBe(5);
     expect(value(text, 'kora_operational_state_claim_permission{permission="normal"}')).toBe(1);
     expect(value(text, 'kora_operational_state_initialized')).toBe(1);
     // Reading again does not double-count anything.
@@ -775,8 +784,8 @@ describe('options', () => {
       'holder must be an OperationalStateHolder or a function returning one, got "mine"',
     ],
     [{ registry: {} }, 'registry must be a prom-client Registry'],
-    [{ sink: { outboxDepth: 3 } }, 'sink must be an object with a `stats` object'],
-    [{ emitter: 5 }, 'emitter must be an object with a `stats` object, got 5'],
+    [{ sink: { outboxDepth: 3 } }, 'sink must be an object (or the emit listener) with a `stats` object'],
+    [{ emitter: 5 }, 'emitter must be an object (or the emit listener) with a `stats` object, got 5'],
     [{ logger: { error() {} } }, 'logger must be a console-compatible logger'],
     [{ title: 3 }, 'title must be a string, got 3'],
   ])('refuses %j', (options, message) => {

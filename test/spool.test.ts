@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeEmitListener } from '../src/emit.js';
 import { createOperationalStateHolder } from '../src/holder.js';
+import { createStatusHandler } from '../src/http/handler.js';
 import { createPgliteSink } from '../src/sinks/pglite.js';
 import { encodeRecord, Spool, SpoolOverflowError } from '../src/sinks/spool.js';
 import type { ChainEvent } from '../src/sinks/types.js';
@@ -114,7 +115,9 @@ describe('Spool', () => {
     await spool.open();
     await spool.append([event(1)]);
     const [file] = await segments(dir);
-    const line = encodeRecord([event(2)]).toString('utf8').replace('"n":2', '"n":9');
+    const line = encodeRecord([event(2)])
+      .toString('utf8')
+      .replace('"n":2', '"n":9');
     await appendFile(join(dir, file!), line);
     const next = new Spool({ dir, logger: recordingLogger() });
     expect((await next.open()).map((r) => r[0]!.payload.n)).toEqual([1]);
@@ -132,19 +135,30 @@ describe('Spool', () => {
     expect(spool.stats.overflowed).toBe(4);
     expect(logger.find('error').join('\n')).toMatch(/dropped 2 event\(s\) \(i-1 seq 3–4\)/);
     spool.ack();
-    const marker = (g: { instance_id: string; from_seq: number; to_seq: number; dropped: number }) =>
-      ({ ...event(g.from_seq), event_type: 'kora.chain.gap', payload: { ...g } }) as ChainEvent;
+    const marker = (g: {
+      instance_id: string;
+      from_seq: number;
+      to_seq: number;
+      dropped: number;
+    }) => ({ ...event(g.from_seq), event_type: 'kora.chain.gap', payload: { ...g } }) as ChainEvent;
     const written = await spool.append([event(7)], marker);
     expect(written.map((r) => r.map((e) => [e.event_type, e.seq]))).toEqual([
       [['kora.chain.gap', 3]],
       [['kora.operational_state.transitioned', 7]],
     ]);
-    expect(written[0]![0]!.payload).toEqual({ instance_id: 'i-1', from_seq: 3, to_seq: 6, dropped: 4 });
+    expect(written[0]![0]!.payload).toEqual({
+      instance_id: 'i-1',
+      from_seq: 3,
+      to_seq: 6,
+      dropped: 4,
+    });
   });
 
   it('bad options name the value', () => {
     expect(() => new Spool({ dir: '' })).toThrow(/spool.dir must be a non-empty path, got ""/);
-    expect(() => new Spool({ dir: '/tmp/x', limit: 0 })).toThrow(/spool.limit must be a positive integer, got 0/);
+    expect(() => new Spool({ dir: '/tmp/x', limit: 0 })).toThrow(
+      /spool.limit must be a positive integer, got 0/,
+    );
   });
 });
 
@@ -154,18 +168,32 @@ describe('a durable sink with a spool', () => {
     const spoolDir = join(dir, 'spool');
     const dataDir = join(dir, 'pglite');
     // Run 1: the store never starts (as if the database were down), then the process ends.
-    const first = createPgliteSink({ workspaceId: 'ws', dataDir, spoolDir, logger: recordingLogger() });
+    const first = createPgliteSink({
+      workspaceId: 'ws',
+      dataDir,
+      spoolDir,
+      logger: recordingLogger(),
+    });
     const holder = createOperationalStateHolder({ logger: recordingLogger() });
-    holder.addListener(makeEmitListener(first, { instanceId: 'run-1', agentId: 'a-1', logger: recordingLogger() }));
+    holder.addListener(
+      makeEmitListener(first, { instanceId: 'run-1', agentId: 'a-1', logger: recordingLogger() }),
+    );
     await holder.send({ type: 'boot.gates_passed' });
     await holder.send({ type: 'pause', cause: 'cost_limit' });
     expect(first.stats.outboxDepth).toBe(4); // generic + kora.boot.ready, generic + kora.paused.cost_limit
     // No close(): the process is gone.
 
     // Run 2: same spool; its own events come after run 1's.
-    const second = createPgliteSink({ workspaceId: 'ws', dataDir, spoolDir, logger: recordingLogger() });
+    const second = createPgliteSink({
+      workspaceId: 'ws',
+      dataDir,
+      spoolDir,
+      logger: recordingLogger(),
+    });
     const h2 = createOperationalStateHolder({ logger: recordingLogger() });
-    h2.addListener(makeEmitListener(second, { instanceId: 'run-2', agentId: 'a-1', logger: recordingLogger() }));
+    h2.addListener(
+      makeEmitListener(second, { instanceId: 'run-2', agentId: 'a-1', logger: recordingLogger() }),
+    );
     await h2.send({ type: 'boot.gates_passed' });
     await second.start();
     expect(await second.flush(10_000)).toBe(true);
@@ -178,7 +206,10 @@ describe('a durable sink with a spool', () => {
       'run-2/1 kora.operational_state.transitioned',
       'run-2/2 kora.boot.ready',
     ]);
-    expect(events[2]!.payload).toMatchObject({ to_primary_state: 'paused', pause_cause: 'cost_limit' });
+    expect(events[2]!.payload).toMatchObject({
+      to_primary_state: 'paused',
+      pause_cause: 'cost_limit',
+    });
     expect((await second.verifyChain()).ok).toBe(true);
     expect(second.stats.outboxDepth).toBe(0);
     await second.close();
@@ -194,7 +225,10 @@ describe('a durable sink with a spool', () => {
       logger: recordingLogger(),
     });
     await sink.start();
-    const holder = createOperationalStateHolder({ logger: recordingLogger(), initial: { primaryState: 'ready' } });
+    const holder = createOperationalStateHolder({
+      logger: recordingLogger(),
+      initial: { primaryState: 'ready' },
+    });
     holder.addListener(makeEmitListener(sink, { logger: recordingLogger() }));
     await Promise.all(
       Array.from({ length: 300 }, (_, i) => holder.send({ type: 'update', trigger: `t${i}` })),
@@ -205,5 +239,60 @@ describe('a durable sink with a spool', () => {
     expect(await sink.flush(20_000)).toBe(true);
     expect((await sink.tail({ limit: 1 }))[0]!.seq).toBe(300);
     await sink.close();
+  });
+
+  it('an overflow is explicit end to end: counted in the status and /metrics, a gap marker in the chain, reported by verify', async () => {
+    const dir = await tempDir();
+    const logger = recordingLogger();
+    const sink = createPgliteSink({
+      workspaceId: 'ws',
+      dataDir: 'memory://',
+      spoolDir: join(dir, 'spool'),
+      outboxLimit: 4,
+      logger,
+    });
+    const holder = createOperationalStateHolder({
+      logger: recordingLogger(),
+      initial: { primaryState: 'ready' },
+    });
+    const emit = makeEmitListener(sink, { instanceId: 'over', logger: recordingLogger() });
+    holder.addListener(emit);
+    const handler = createStatusHandler({ holder, sink, emitter: emit, logger: recordingLogger() });
+    try {
+      // The store is not started (unreachable): 4 fit, the next 3 overflow.
+      for (let i = 1; i <= 7; i++) await holder.send({ type: 'update', trigger: `u${i}` });
+      expect(holder.history().length).toBe(7); // the state machine kept moving
+      expect(sink.stats).toMatchObject({ outboxDepth: 4, dropped: 3 });
+      expect(emit.stats.failures).toBe(3);
+      const status = (await (await handler(new Request('http://localhost/api/operational-state'))).json()) as {
+        chain: Record<string, unknown>;
+      };
+      expect(status.chain).toMatchObject({ outbox_depth: 4, dropped: 3 });
+      const metrics = await (await handler(new Request('http://localhost/metrics'))).text();
+      expect(metrics).toMatch(/outbox_dropped_total 3\b/);
+
+      // The store comes back; the next transition carries the gap marker in front of it.
+      await sink.start();
+      expect(await sink.flush(10_000)).toBe(true);
+      await holder.send({ type: 'update', trigger: 'u8' });
+      expect(await sink.flush(10_000)).toBe(true);
+      const events = await sink.tail({ limit: 20 });
+      expect(events.map((e) => `${e.event_type} ${e.seq}`)).toEqual([
+        'kora.operational_state.transitioned 1',
+        'kora.operational_state.transitioned 2',
+        'kora.operational_state.transitioned 3',
+        'kora.operational_state.transitioned 4',
+        'kora.chain.gap 5',
+        'kora.operational_state.transitioned 8',
+      ]);
+      const verified = await sink.verifyChain();
+      expect(verified).toMatchObject({
+        ok: true,
+        gaps: [{ instance_id: 'over', from_seq: 5, to_seq: 7, dropped: 3 }],
+      });
+    } finally {
+      await handler.close();
+      await sink.close();
+    }
   });
 });

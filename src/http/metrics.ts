@@ -173,6 +173,15 @@ export function createStatusMetrics(registry: Registry, sources: MetricSources):
         this.inc(sink.stats.failures);
       },
     });
+    new Counter({
+      name: name('sink_refused_total'),
+      help: 'Chain events the store refused for good (not retried, not stored).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sink.stats.refused ?? 0);
+      },
+    });
   }
 
   let lastSeq = 0;

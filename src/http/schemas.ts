@@ -9,6 +9,7 @@ import { inputErrorFrom, parseEvent } from '../events.js';
 import {
   CLAIM_PERMISSIONS,
   type ClaimPermission,
+  checkText,
   DEGRADATION_REASONS,
   type DegradationReason,
   MAX_TRIGGER_LENGTH,
@@ -81,6 +82,8 @@ export function parseOperatorCommand(body: unknown): OperatorCommand {
   const parsed = transitionBody.safeParse(body);
   if (!parsed.success) throw inputErrorFrom(parsed.error.issues, body);
   const b = parsed.data;
+  // Refused here, not only by the holder: the answer names the body's field.
+  checkText(b.trigger, 'trigger');
   return {
     kind: 'transition',
     to: b.to,

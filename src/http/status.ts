@@ -42,6 +42,11 @@ export interface ChainHealth {
   readonly outbox_depth: number | null;
   /** Events the outbox dropped because it was full. */
   readonly dropped: number | null;
+  /**
+   * Events the store refused for good (not retried, not stored) — what got past input
+   * validation anyway. `null` when the sink does not count them.
+   */
+  readonly refused: number | null;
 }
 
 /** `GET /api/operational-state`. `stub` and `error` only before the holder exists. */
@@ -66,7 +71,8 @@ export interface EmitterLike {
 
 /** Where the outbox depth is read: a durable sink's `stats` (structural). */
 export interface SinkLike {
-  readonly stats: Readonly<SinkStats>;
+  /** `refused`: the shipped durable sinks count the events their store refused. */
+  readonly stats: Readonly<SinkStats & { refused?: number }>;
 }
 
 /** The stub payload, before the holder exists. */
@@ -123,6 +129,7 @@ export function chainHealth(
     last_error: e?.lastError ?? s?.lastError ?? null,
     outbox_depth: s ? s.outboxDepth : null,
     dropped: s ? s.dropped : null,
+    refused: typeof s?.refused === 'number' ? s.refused : null,
   };
 }
 
