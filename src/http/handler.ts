@@ -14,6 +14,8 @@ import {
 } from '../holder.js';
 import type { DurableEventSink } from '../sinks/types.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
+import { parseVerifyQuery, verifyResultJson } from './chainVerify.js';
+import { createHostCheck, hostName } from './hosts.js';
 import { createStatusMetrics, type StatusMetrics } from './metrics.js';
 import { renderPanel } from './panel.js';
 import {
@@ -33,6 +35,7 @@ import {
   statusOf,
 } from './status.js';
 import { openStatusStream, type StatusStream } from './stream.js';
+import { createVerifyCache } from './verifyCache.js';
 
 /** What the chain routes read: a durable sink's `tail` and `verifyChain` (structural). */
 type ChainReader = Pick<DurableEventSink, 'workspaceId' | 'tail' | 'verifyChain'>;
@@ -69,6 +72,19 @@ export interface StatusHandlerOptions {
   logger?: Logger;
   /** The panel's title (default `kora-opstate`). */
   title?: string;
+  /**
+   * Host names served besides `localhost`, `*.localhost` and IP addresses: `example.org`
+   * exactly, `.example.org` for it and its subdomains. Any other `Host` gets 421 (DNS
+   * rebinding protection; `/livez` and `/readyz` answer any Host). `['*']` turns the
+   * check off. Default `[]`; `startStatusServer` adds the host name it binds.
+   */
+  allowedHosts?: readonly string[];
+  /**
+   * Without an `operatorToken`, `GET …/chain/verify` is answered from a result at most
+   * this old (ms; default 30000; 0 = a fresh verification each time). Verifications run
+   * one at a time, and requests that arrive meanwhile share the running one.
+   */
+  verifyCacheMs?: number;
 }
 
 /** The handler, plus what its owner needs to shut it down and observe it. */
@@ -96,6 +112,8 @@ const defaults = {
   registry: undefined as Registry | undefined,
   logger: console as Logger,
   title: 'kora-opstate',
+  allowedHosts: [] as readonly string[],
+  verifyCacheMs: 30_000,
 };
 
 function invalid(field: string, value: unknown, expected: string): OperationalStateInputError {
@@ -120,8 +138,10 @@ function resolveOptions(options: StatusHandlerOptions) {
   }
   for (const field of ['sink', 'emitter'] as const) {
     const v = o[field];
-    if (v !== undefined && (v === null || typeof v !== 'object' || typeof v.stats !== 'object')) {
-      throw invalid(field, v, 'an object with a `stats` object');
+    // The emit listener itself is a function with `stats`: what `makeEmitListener` returns.
+    const shaped = (typeof v === 'object' || typeof v === 'function') && v !== null;
+    if (v !== undefined && (!shaped || typeof v.stats !== 'object')) {
+      throw invalid(field, v, 'an object (or the emit listener) with a `stats` object');
     }
   }
   const token = o.operatorToken;
@@ -153,8 +173,12 @@ function resolveOptions(options: StatusHandlerOptions) {
     throw invalid('logger', o.logger, 'a console-compatible logger (error, warn, info)');
   }
   if (typeof o.title !== 'string') throw invalid('title', o.title, 'a string');
+  const hosts = createHostCheck(o.allowedHosts);
+  if (!Number.isInteger(o.verifyCacheMs) || o.verifyCacheMs < 0 || o.verifyCacheMs > 86_400_000) {
+    throw invalid('verifyCacheMs', o.verifyCacheMs, 'an integer from 0 to 86400000 (ms)');
+  }
   const source: HolderSource = h instanceof OperationalStateHolder ? () => h : (h as HolderSource);
-  return { ...o, holder: source, registry: o.registry ?? new Registry() };
+  return { ...o, holder: source, registry: o.registry ?? new Registry(), hosts };
 }
 
 const JSON_HEADERS = {
@@ -221,6 +245,12 @@ async function readCapped(request: Request, max: number): Promise<Uint8Array | u
   return out;
 }
 
+/**
+ * Probes answer any Host: Kubernetes sends the pod IP or no name at all, and they carry
+ * nothing an attacker could use (state name and readiness).
+ */
+const PROBES: ReadonlySet<string> = new Set(['/livez', '/readyz', '/startupz']);
+
 type Route = Partial<Record<'GET' | 'POST', (request: Request, url: URL) => Promise<Response>>>;
 
 /**
@@ -229,6 +259,7 @@ type Route = Partial<Record<'GET' | 'POST', (request: Request, url: URL) => Prom
  * Routes: `GET /` (panel), `GET /api/operational-state`, `GET /api/operational-state/history?limit=N`,
  * `GET /api/operational-state/stream` (SSE), `POST /api/operational-state/transitions`
  * (operator; needs `operatorToken`), `GET /livez`, `GET /readyz`, `GET /metrics`.
+ * A request for a Host it does not serve (see `allowedHosts`) is 421, except the probes.
  *
  * @example
  * const handler = createStatusHandler({ operatorToken: process.env.KORA_OPERATOR_TOKEN });
@@ -298,19 +329,20 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
     return timingSafeEqual(sha256(m[1]!), tokenDigest);
   }
 
+  const unauthorized = () =>
+    json(
+      401,
+      { error: 'missing or wrong bearer token (Authorization: Bearer <token>)' },
+      { 'www-authenticate': 'Bearer realm="kora-opstate"' },
+    );
+
   async function postTransition(request: Request): Promise<Response> {
     if (!tokenDigest) {
       return json(403, {
         error: 'operator transitions are disabled: no operator token is configured',
       });
     }
-    if (!authorized(request.headers.get('authorization'))) {
-      return json(
-        401,
-        { error: 'missing or wrong bearer token (Authorization: Bearer <token>)' },
-        { 'www-authenticate': 'Bearer realm="kora-opstate"' },
-      );
-    }
+    if (!authorized(request.headers.get('authorization'))) return unauthorized();
     const declared = request.headers.get('content-length');
     if (declared !== null) {
       if (!/^\d+$/.test(declared)) {
@@ -381,6 +413,17 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
   const reader = chainReader(o.sink);
   const noChain = () =>
     json(404, { error: 'no chain store is configured (pass a durable sink as `sink`)' });
+
+  // A verification reads the whole chain: behind the token when there is one, else served
+  // from a recent result. Keyed by the query, so each distinct question has its own answer.
+  const verifications = createVerifyCache<Awaited<ReturnType<ChainReader['verifyChain']>>>(
+    o.verifyCacheMs,
+  );
+  const verifyKey = (url: URL) => {
+    const params = new URLSearchParams(url.searchParams);
+    params.sort();
+    return params.toString();
+  };
 
   const routes = new Map<string, Route>([
     [
@@ -471,21 +514,27 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
     [
       '/api/operational-state/chain/verify',
       {
-        GET: async () => {
+        GET: async (request, url) => {
           if (!reader) return noChain();
-          const r = await reader.verifyChain();
-          return json(
-            200,
-            r.ok
-              ? { workspace_id: reader.workspaceId, ok: true, events: r.events }
-              : {
-                  workspace_id: reader.workspaceId,
-                  ok: false,
-                  events: r.events,
-                  event_id: r.eventId,
-                  reason: r.reason,
-                },
+          if (tokenDigest && !authorized(request.headers.get('authorization'))) {
+            return unauthorized();
+          }
+          let query: ReturnType<typeof parseVerifyQuery>;
+          try {
+            query = parseVerifyQuery(url.searchParams);
+          } catch (err) {
+            return badInput(err);
+          }
+          const verified = await verifications.get(
+            verifyKey(url),
+            () => reader.verifyChain(undefined, query),
+            tokenDigest !== undefined,
           );
+          return json(200, {
+            ...verifyResultJson(reader.workspaceId, verified.result),
+            verified_at: new Date(verified.at).toISOString(),
+            cached: verified.cached,
+          });
         },
       },
     ],
@@ -532,10 +581,27 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
     ],
   ]);
 
+  /** 421 unless the request names a host this server serves (see {@link StatusHandlerOptions.allowedHosts}). */
+  function misdirected(request: Request, url: URL): Response | undefined {
+    if (!o.hosts.active || PROBES.has(url.pathname)) return undefined;
+    // The Host header is what the browser sent; the URL is the fallback for handlers
+    // driven without one (the node adapter builds the URL from the header too).
+    const host = request.headers.get('host') ?? url.host;
+    if (o.hosts.allows(host)) return undefined;
+    const name = hostName(host);
+    return json(421, {
+      error:
+        `this server does not serve the host ${quote(host)} (it answers localhost, IP addresses and the names it was told to serve; this refuses DNS rebinding). ` +
+        `If you reach it by that name on purpose, allow it: kora-opstate start --allowed-host ${name ?? '<name>'} (env KORA_ALLOWED_HOSTS), or the allowedHosts option`,
+    });
+  }
+
   async function handle(request: Request): Promise<Response> {
     try {
-      if (closed) return json(503, { error: 'status handler is closed' });
       const url = new URL(request.url);
+      const refused = misdirected(request, url);
+      if (refused) return refused;
+      if (closed) return json(503, { error: 'status handler is closed' });
       const route = routes.get(url.pathname);
       if (!route) return json(404, { error: `no route ${quote(url.pathname)}` });
       const head = request.method === 'HEAD' && route.GET !== undefined;

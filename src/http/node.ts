@@ -15,6 +15,7 @@ import {
   type StatusHandlerOptions,
   TEXT_BODIES,
 } from './handler.js';
+import { boundHostNames } from './hosts.js';
 
 /** Any fetch-style handler. */
 export type FetchHandler = (request: Request) => Promise<Response>;
@@ -297,7 +298,10 @@ export async function serve(
   return server;
 }
 
-/** Options of {@link startStatusServer}: the handler's and the server's. */
+/**
+ * Options of {@link startStatusServer}: the handler's and the server's. A `host` that is a
+ * name (not an IP address) is added to `allowedHosts`.
+ */
 export interface StatusServerOptions extends StatusHandlerOptions, ListenOptions {
   closeGraceMs?: number;
 }
@@ -322,7 +326,13 @@ export async function startStatusServer(
   options: StatusServerOptions = {},
 ): Promise<RunningStatusServer> {
   const { host, port, closeGraceMs, ...handlerOptions } = options;
-  const handler = createStatusHandler(handlerOptions);
+  // The name it binds is a name it serves (`--host agent.internal`); IPs always are.
+  const bound = boundHostNames(host);
+  const handler = createStatusHandler(
+    bound.length && Array.isArray(handlerOptions.allowedHosts ?? [])
+      ? { ...handlerOptions, allowedHosts: [...(handlerOptions.allowedHosts ?? []), ...bound] }
+      : handlerOptions,
+  );
   const server = createNodeServer(handler, {
     ...(host !== undefined ? { host } : {}),
     ...(port !== undefined ? { port } : {}),
