@@ -35,6 +35,12 @@ export {
   type WireOptions,
   wireOperationalState,
 } from './boot.js';
+// The chain key (SPEC §10): where an agent's key comes from.
+export {
+  type ResolveChainKeyOptions,
+  type ResolvedChainKey,
+  resolveChainKey,
+} from './chainKey.js';
 // Claims, ticket pollers and graceful shutdown (ST4).
 export {
   type ClaimContext,
@@ -161,12 +167,6 @@ export {
   type LocalInspectorAddress,
   type LocalInspectorOptions,
 } from './inspect.js';
-// Sinks: in-memory, Postgres, PGlite (the embedded default), and their migrations.
-export type { DurableChainSink, DurableSinkOptions, SpooledSinkStats } from './sinks/durable.js';
-export { createMemorySink, type MemoryEventSink, type MemorySinkOptions } from './sinks/memory.js';
-export { applyMigrations, MIGRATIONS, type Migration } from './sinks/migrations.js';
-export { OutboxOverflowError } from './sinks/outbox.js';
-export { SpoolOverflowError, type SpoolStats } from './sinks/spool.js';
 export {
   type AgentChainReader,
   findPersistingPause,
@@ -174,17 +174,33 @@ export {
   type RestoredPause,
   readPersistingPause,
 } from './restore.js';
+// Sinks: in-memory, Postgres, PGlite (the embedded default), and their migrations.
+export type {
+  PgClientLike,
+  PgliteLike,
+  PgliteTransactionLike,
+  PgPoolLike,
+  SqlRows,
+} from './sinks/drivers.js';
+export type { DurableChainSink, DurableSinkOptions, SpooledSinkStats } from './sinks/durable.js';
+export { createMemorySink, type MemoryEventSink, type MemorySinkOptions } from './sinks/memory.js';
+export { applyMigrations, MIGRATIONS, type Migration } from './sinks/migrations.js';
+export { OutboxOverflowError } from './sinks/outbox.js';
 export { createPgliteSink, DEFAULT_PGLITE_DIR, type PgliteSinkOptions } from './sinks/pglite.js';
 export { createPostgresSink, type PostgresSinkOptions } from './sinks/postgres.js';
+export { SpoolOverflowError, type SpoolStats } from './sinks/spool.js';
 export type { DurableSinkStats, PositionedChainEvent } from './sinks/sql.js';
 // Sink contract (chain events).
 export type {
   ChainEvent,
+  ChainGap,
+  ChainHead,
   DurableEventSink,
   EventSink,
   SinkStats,
   StoredChainEvent,
   TailOptions,
+  VerifyChainOptions,
   VerifyChainResult,
 } from './sinks/types.js';
 // The derived §9.1 table.

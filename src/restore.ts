@@ -40,7 +40,9 @@ export interface AgentChainReader {
 
 function persisting(reasons: unknown): DegradationReason[] {
   return Array.isArray(reasons)
-    ? (reasons.filter((r) => typeof r === 'string' && PERSISTING_REASONS.has(r)) as DegradationReason[])
+    ? (reasons.filter(
+        (r) => typeof r === 'string' && PERSISTING_REASONS.has(r),
+      ) as DegradationReason[])
     : [];
 }
 
@@ -81,7 +83,10 @@ export function findPersistingPause(
     }
     if (found && from === 'paused') {
       const own2 = PERSISTING_PAUSE_CAUSES[found.cause]!;
-      found = { ...found, reasons: [...new Set([own2, ...persisting(p.degradation_reasons)])].sort() };
+      found = {
+        ...found,
+        reasons: [...new Set([own2, ...persisting(p.degradation_reasons)])].sort(),
+      };
     }
   }
   return found;

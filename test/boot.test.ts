@@ -24,7 +24,9 @@ const pass = (id: string, extra: Partial<Gate> = {}): Gate => ({
 });
 
 /** A check answering from a script: one entry per call, the last repeated. */
-function scripted(answers: (boolean | { ok: boolean; detail?: string } | Error)[]) {
+function scripted(
+  answers: (boolean | { ok: boolean; detail?: string; retry?: boolean } | Error)[],
+) {
   let calls = 0;
   const check = async () => {
     const a = answers[Math.min(calls++, answers.length - 1)]!;
@@ -253,6 +255,39 @@ describe('wireOperationalState: gates', () => {
       failed_detail: 'retry budget exhausted after 5 attempt(s): connection refused',
       gates: [{ gate_id: 'db', gate_class: 'transient', outcome: 'fail', attempts: 5 }],
     });
+  });
+
+  it('a transient failure the check marks retry: false (no retry can fix it) → stopped at once', async () => {
+    const { base, payloadOf, clock, logger } = setup();
+    const db = scripted([
+      { ok: false, detail: 'connection refused' },
+      { ok: false, detail: 'database "nope" does not exist', retry: false },
+      true,
+    ]);
+    const summary = await wireOperationalState({
+      ...base,
+      gates: [{ id: 'db', gateClass: 'transient', reason: 'substrate', check: db.check }],
+    });
+    // Retried while it could pass; stopped on the answer that said it never will.
+    expect(db.calls()).toBe(2);
+    expect(clock.sleeps).toEqual([2000]);
+    expect(summary.result).toBe('stopped');
+    expect(summary.failedGate).toMatchObject({
+      gate_id: 'db',
+      outcome: 'fail',
+      attempts: 2,
+      detail: 'database "nope" does not exist',
+    });
+    const holder = getHolder()!;
+    expect(holder.history().map((r) => r.event)).toEqual(['boot.gate_retry', 'boot.gate_failed']);
+    expect(holder.history()[1]!.trigger).toBe('failure no retry can fix: "db"');
+    expect(payloadOf(BOOT_FAILED_EVENT)).toMatchObject({
+      failed_gate_id: 'db',
+      failed_detail: 'database "nope" does not exist',
+    });
+    expect(
+      logger.find('error', 'boot stopped: gate "db" failed: database "nope" does not exist'),
+    ).toHaveLength(1);
   });
 
   it('retry options are honoured: attempts, delay, factor', async () => {

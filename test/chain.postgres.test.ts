@@ -3,7 +3,7 @@
  * schema of its own: several processes sharing one workspace's chain, tamper detection,
  * the vocabulary CHECK, retried appends.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,8 @@ import { applyMigrations, MIGRATIONS } from '../src/sinks/migrations.js';
 import { createPostgresSink } from '../src/sinks/postgres.js';
 import type { ChainEvent } from '../src/sinks/types.js';
 import { makeOperationalState } from '../src/vocabulary.js';
+import { chainOk } from './support/chainResult.js';
+import { childEnv } from './support/env.js';
 import { recordingLogger } from './support/logger.js';
 import { createTestSchema, type TestSchema } from './support/postgres.js';
 
@@ -40,6 +42,12 @@ interface WriterReport {
   sink: { appended: number; failures: number; dropped: number; outboxDepth: number };
 }
 
+/** Writers still running: a failed test does not leave them behind. */
+const writers = new Set<ChildProcess>();
+afterAll(() => {
+  for (const child of writers) child.kill('SIGKILL');
+});
+
 /** Starts a writer; `ready` resolves once it has started (and migrated). */
 function startWriter(env: Record<string, string>): {
   ready: Promise<void>;
@@ -47,9 +55,11 @@ function startWriter(env: Record<string, string>): {
   report: Promise<WriterReport>;
 } {
   const child = spawn(process.execPath, ['--import', 'tsx', writer], {
-    env: { ...process.env, ...env },
+    env: childEnv(env),
     stdio: ['pipe', 'pipe', 'pipe'],
   });
+  writers.add(child);
+  child.once('exit', () => writers.delete(child));
   let out = '';
   let err = '';
   let onReady: () => void = () => {};
@@ -146,7 +156,7 @@ describe('event log on PostgreSQL', () => {
     const sink = createPostgresSink({ workspaceId: 'ws-shared', pool: db.pool });
     await sink.start();
     try {
-      expect(await sink.verifyChain()).toEqual({ ok: true, events: 1000 });
+      expect(await sink.verifyChain()).toEqual(chainOk(1000));
       const { rows: migrations } = await db.pool.query(
         'SELECT version FROM kora_opstate_migrations ORDER BY version',
       );
@@ -164,7 +174,7 @@ describe('event log on PostgreSQL', () => {
       for (let i = 1; i <= 50; i++) {
         await sink.append([event('tamper', i, { workspace_id: 'ws-tamper' })]);
       }
-      expect(await sink.verifyChain()).toEqual({ ok: true, events: 50 });
+      expect(await sink.verifyChain()).toEqual(chainOk(50));
       const { rows } = await db.pool.query<{ event_id: string }>(
         `SELECT event_id::text FROM event_log WHERE workspace_id = 'ws-tamper' AND chain_seq = 37`,
       );
@@ -218,7 +228,7 @@ describe('event log on PostgreSQL', () => {
       expect(err.message).toMatch(/"kora\.boot\.exploded".*event_log_event_type_vocabulary/);
       expect(logger.find('error', '[kora.operational_state.emit]')).toHaveLength(1);
       expect(sink.stats).toMatchObject({ refused: 3, outboxDepth: 0, appended: 4 });
-      expect(await sink.verifyChain()).toEqual({ ok: true, events: 4 });
+      expect(await sink.verifyChain()).toEqual(chainOk(4));
     } finally {
       await sink.close();
     }
@@ -241,7 +251,7 @@ describe('event log on PostgreSQL', () => {
       );
       expect(rows[0]!.n).toBe('4');
       expect(sink.stats.appended).toBe(4);
-      expect(await sink.verifyChain()).toEqual({ ok: true, events: 4 });
+      expect(await sink.verifyChain()).toEqual(chainOk(4));
     } finally {
       await sink.close();
     }
@@ -258,7 +268,7 @@ describe('event log on PostgreSQL', () => {
       const sink = createPostgresSink({ connectionString: other.url });
       await sink.start();
       await sink.start();
-      expect(await sink.verifyChain()).toEqual({ ok: true, events: 0 });
+      expect(await sink.verifyChain()).toEqual(chainOk(0));
       await sink.close();
       // A pool the caller passed in is left open.
       const given = createPostgresSink({ pool: other.pool });

@@ -14,7 +14,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { encodeRecord } from '../src/sinks/spool.js';
 import { type AgentProcess, startTsProcess } from './support/agentProcess.js';
-import { createTestSchema, type TestSchema } from './support/postgres.js';
+import { createTestSchema } from './support/postgres.js';
 import { createThrowawayCluster, type ThrowawayCluster } from './support/throwawayCluster.js';
 
 const bin = fileURLToPath(new URL('../src/cli/bin.ts', import.meta.url));
@@ -35,7 +35,10 @@ interface Running {
 }
 
 /** `start` with no demo tickets (the agent stays ready), resolved once its boot line is out. */
-async function startAgent(dataDir: string, env: Record<string, string | undefined> = {}): Promise<Running> {
+async function startAgent(
+  dataDir: string,
+  env: Record<string, string | undefined> = {},
+): Promise<Running> {
   const agent = startTsProcess(
     bin,
     ['start', '--port', '0', '--data-dir', dataDir, '--tickets', '0', '--ticket-every-ms', '0'],
@@ -47,7 +50,10 @@ async function startAgent(dataDir: string, env: Record<string, string | undefine
   return { agent, url };
 }
 
-async function post(url: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+async function post(
+  url: string,
+  body: unknown,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${url}/api/operational-state/transitions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
@@ -68,26 +74,40 @@ async function stopGracefully(r: Running): Promise<void> {
 }
 
 /** The restart cycle of SPEC §10 on one store. */
-async function restartCycle(dataDir: string, env: Record<string, string | undefined>): Promise<void> {
+async function restartCycle(
+  dataDir: string,
+  env: Record<string, string | undefined>,
+): Promise<void> {
   let run = await startAgent(dataDir, env);
   try {
     expect((await status(run.url)).primary_state).toBe('ready');
-    expect((await post(run.url, { event: { type: 'pause', cause: 'cost_limit' } })).status).toBe(200);
+    expect((await post(run.url, { event: { type: 'pause', cause: 'cost_limit' } })).status).toBe(
+      200,
+    );
     await stopGracefully(run);
 
     // The cost pause is restored: booting → paused (row 9), no claims, /readyz 503.
     run = await startAgent(dataDir, env);
     await run.agent.waitFor(/restored the agent's cost_limit pause \(cost\)/);
     let s = await status(run.url);
-    expect(s).toMatchObject({ primary_state: 'paused', claim_permission: 'none', degradation_reasons: ['cost'] });
-    const first = (s.transition_history as { from_state: string; event: string; trigger: string }[])[0]!;
+    expect(s).toMatchObject({
+      primary_state: 'paused',
+      claim_permission: 'none',
+      degradation_reasons: ['cost'],
+    });
+    const first = (
+      s.transition_history as { from_state: string; event: string; trigger: string }[]
+    )[0]!;
     expect(first).toMatchObject({ from_state: 'booting', event: 'pause' });
     expect(first.trigger).toMatch(/^restored cost_limit pause \(cost\) of /);
     expect((await fetch(`${run.url}/readyz`)).status).toBe(503);
     // A credit refresh that is not safe (spend over the threshold) leaves it paused.
     expect(
-      (await post(run.url, { event: { type: 'resume.credit_refresh', reconciledSpendUsd: 120, thresholdUsd: 100 } }))
-        .status,
+      (
+        await post(run.url, {
+          event: { type: 'resume.credit_refresh', reconciledSpendUsd: 120, thresholdUsd: 100 },
+        })
+      ).status,
     ).toBe(409);
     const refresh = await post(run.url, {
       event: { type: 'resume.credit_refresh', reconciledSpendUsd: 12, thresholdUsd: 100 },
@@ -108,7 +128,11 @@ async function restartCycle(dataDir: string, env: Record<string, string | undefi
     // Cleared, then a plain shutdown (a STOP-KORA pause): the next run is ready.
     run = await startAgent(dataDir, env);
     s = await status(run.url);
-    expect(s).toMatchObject({ primary_state: 'ready', claim_permission: 'normal', degradation_reasons: [] });
+    expect(s).toMatchObject({
+      primary_state: 'ready',
+      claim_permission: 'normal',
+      degradation_reasons: [],
+    });
     expect((await fetch(`${run.url}/readyz`)).status).toBe(200);
     // Another agent id on the same chain has no pause of its own.
     await stopGracefully(run);
@@ -165,7 +189,11 @@ async function chainRows(url: string, workspace = 'default'): Promise<Row[]> {
 }
 
 /** Polls the chain until `done` holds (the drain is asynchronous); the last rows otherwise. */
-async function waitForChain(url: string, done: (rows: Row[]) => boolean, ms = 60_000): Promise<Row[]> {
+async function waitForChain(
+  url: string,
+  done: (rows: Row[]) => boolean,
+  ms = 60_000,
+): Promise<Row[]> {
   const deadline = Date.now() + ms;
   for (;;) {
     const rows = await chainRows(url);
@@ -175,7 +203,9 @@ async function waitForChain(url: string, done: (rows: Row[]) => boolean, ms = 60
 }
 
 async function verify(dataDir: string, url: string): Promise<{ code: number; out: string }> {
-  const agent = startTsProcess(bin, ['verify-chain', '--data-dir', dataDir, '--full'], { DATABASE_URL: url });
+  const agent = startTsProcess(bin, ['verify-chain', '--data-dir', dataDir, '--full'], {
+    DATABASE_URL: url,
+  });
   try {
     const { code } = await agent.exited;
     return { code: code ?? -1, out: agent.lines.join('\n') + agent.stderr() };
@@ -186,9 +216,15 @@ async function verify(dataDir: string, url: string): Promise<{ code: number; out
 
 /** Every acknowledged trigger once, in commit order, in the killed instance's events. */
 function expectAcknowledged(rows: Row[], instance: string, acked: Set<string>): void {
-  const mine = rows.filter((r) => r.instance_id === instance && r.event_type === 'kora.operational_state.transitioned');
+  const mine = rows.filter(
+    (r) => r.instance_id === instance && r.event_type === 'kora.operational_state.transitioned',
+  );
   const triggers = mine.map((r) => r.trigger ?? '');
-  for (const t of acked) expect(triggers.filter((x) => x === t), t).toHaveLength(1);
+  for (const t of acked)
+    expect(
+      triggers.filter((x) => x === t),
+      t,
+    ).toHaveLength(1);
   // Commit order is seq order, and the chain keeps it.
   const seqs = rows.filter((r) => r.instance_id === instance).map((r) => Number(r.seq));
   expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
@@ -202,7 +238,9 @@ describe('kill -9 loses no acknowledged transition', () => {
     let run: Running | undefined;
     try {
       run = await startAgent(dataDir, { DATABASE_URL: db.url });
-      const instance = /instance "([^"]+)"/.exec(run.agent.lines.find((l) => l.includes(' store '))!)![1]!;
+      const instance = /instance "([^"]+)"/.exec(
+        run.agent.lines.find((l) => l.includes(' store '))!,
+      )![1]!;
       const acked = new Set<string>();
       let n = 0;
       let killed = false;
@@ -251,7 +289,9 @@ describe('kill -9 loses no acknowledged transition', () => {
       cluster = await createThrowawayCluster();
       const url = cluster.url;
       run = await startAgent(dataDir, { DATABASE_URL: url });
-      const instance = /instance "([^"]+)"/.exec(run.agent.lines.find((l) => l.includes(' store '))!)![1]!;
+      const instance = /instance "([^"]+)"/.exec(
+        run.agent.lines.find((l) => l.includes(' store '))!,
+      )![1]!;
       await cluster.stop();
       const acked = new Set<string>();
       for (let i = 1; i <= 20; i++) {
@@ -302,4 +342,43 @@ describe('kill -9 loses no acknowledged transition', () => {
       await cluster?.destroy();
     }
   }, 240_000);
+});
+
+describe('a reused instance id', () => {
+  it('is refused at start, naming the id (exit 1), and the earlier run’s events stay as they were', async () => {
+    const db = await createTestSchema('reuse');
+    const dataDir = await tempDir();
+    let run: Running | undefined;
+    try {
+      run = await startAgent(dataDir, { DATABASE_URL: db.url, KORA_AGENT_ID: 'agent-9' });
+      await stopGracefully(run);
+      // Same data dir is fine; the instance id passed explicitly is the earlier run's.
+      const earlier = /instance "([^"]+)"/.exec(
+        run.agent.lines.find((l) => l.includes(' store '))!,
+      )![1]!;
+      const before = await chainRows(db.url);
+      const again = startTsProcess(
+        bin,
+        ['start', '--port', '0', '--data-dir', dataDir, '--tickets', '0', '--instance-id', earlier],
+        { DATABASE_URL: db.url, KORA_AGENT_ID: 'agent-9', KORA_OPERATOR_TOKEN: TOKEN },
+      );
+      try {
+        const { code } = await again.exited;
+        expect(code).toBe(1);
+        const said = again.lines.join('\n') + again.stderr();
+        expect(said).toContain(
+          `instance id "${earlier}" already has ${before.length} event(s) in the chain`,
+        );
+      } finally {
+        await again.stop();
+      }
+      const after = await chainRows(db.url);
+      // None of the earlier run's events was touched or shadowed.
+      expect(after.slice(0, before.length)).toEqual(before);
+      expect(after.filter((r) => r.instance_id === earlier)).toHaveLength(before.length);
+    } finally {
+      await run?.agent.stop();
+      await db.drop();
+    }
+  }, 120_000);
 });

@@ -381,8 +381,10 @@ describe('holder: listeners', () => {
   it('the transition promise resolves after every listener handled it', async () => {
     const h = createOperationalStateHolder();
     const gate = deferred();
+    const entered = deferred();
     let handled = false;
     h.addListener(async () => {
+      entered.resolve();
       await gate.promise;
       handled = true;
     });
@@ -390,7 +392,9 @@ describe('holder: listeners', () => {
     const p = ready(h).then(() => {
       resolved = true;
     });
-    await new Promise((r) => setTimeout(r, 20));
+    // The listener holds the delivery; a full turn of the event loop changes nothing.
+    await entered.promise;
+    await new Promise((r) => setImmediate(r));
     expect(h.current.primaryState).toBe('ready'); // committed already
     expect(resolved).toBe(false);
     gate.resolve();

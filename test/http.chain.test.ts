@@ -18,6 +18,11 @@ const WORKSPACE = 'ws-http-chain';
 const INSTANCE = 'run-http-chain';
 const CHAIN = '/api/operational-state/chain';
 const VERIFY = '/api/operational-state/chain/verify';
+/** What a verification computed for the request says about its age. */
+const FRESH = {
+  verified_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+  cached: false,
+};
 
 // One in-memory database for the file: a PGlite start costs seconds.
 let db: PGlite;
@@ -33,7 +38,8 @@ beforeAll(async () => {
   await sink.start();
   holder = createOperationalStateHolder({ logger: quietLogger() });
   holder.addListener(makeEmitListener(sink, { instanceId: INSTANCE, logger: quietLogger() }));
-  handler = createStatusHandler({ holder, sink, logger: quietLogger() });
+  // verifyCacheMs 0: every verify here recomputes (the cache has its own tests, http.hosts).
+  handler = createStatusHandler({ holder, sink, logger: quietLogger(), verifyCacheMs: 0 });
 
   // Six events: booting → ready emits the generic event plus kora.boot.ready, then two
   // claim round trips add one generic event each.
@@ -93,6 +99,7 @@ describe('GET /api/operational-state/chain', () => {
     for (const e of events) {
       expect(Object.keys(e).sort()).toEqual(
         [
+          'agent_id',
           'chain_seq',
           'event_id',
           'event_type',
@@ -105,7 +112,11 @@ describe('GET /api/operational-state/chain', () => {
           'workspace_id',
         ].sort(),
       );
-      expect(e).toMatchObject({ workspace_id: WORKSPACE, instance_id: INSTANCE });
+      expect(e).toMatchObject({
+        workspace_id: WORKSPACE,
+        agent_id: 'default',
+        instance_id: INSTANCE,
+      });
       expect(e.occurred_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       expect(e.this_event_hash).toMatch(/^[0-9a-f]{64}$/);
     }
@@ -198,8 +209,18 @@ describe('GET /api/operational-state/chain/verify', () => {
     const { status, headers, body } = await getJson(VERIFY);
     expect(status).toBe(200);
     expect(headers.get('cache-control')).toBe('no-store');
-    expect(body).toEqual({ workspace_id: WORKSPACE, ok: true, events: 6 });
-    expect(Object.keys(body)).toEqual(['workspace_id', 'ok', 'events']);
+    expect(body).toEqual({ workspace_id: WORKSPACE, ...intact(6), ...FRESH });
+    expect(Object.keys(body)).toEqual([
+      'workspace_id',
+      'ok',
+      'events',
+      'checked',
+      'head',
+      'keyed_from',
+      'gaps',
+      'verified_at',
+      'cached',
+    ]);
   });
 
   it('names the exact event whose payload was tampered with, and recovers once restored', async () => {
@@ -215,8 +236,14 @@ describe('GET /api/operational-state/chain/verify', () => {
         workspace_id: WORKSPACE,
         ok: false,
         events: 2,
+        checked: 2,
+        head: { chain_seq: 2, hash: stored[1]!.this_event_hash },
+        keyed_from: null,
+        gaps: [],
         event_id: victim.event_id,
+        chain_seq: 3,
         reason: expect.stringMatching(/^this_event_hash mismatch/),
+        ...FRESH,
       });
       // The chain route is a plain read: it shows the stored (forged) payload as it is.
       const [forged] = (await getJson(`${CHAIN}?after_seq=2`)).body.events;
@@ -227,9 +254,50 @@ describe('GET /api/operational-state/chain/verify', () => {
         JSON.stringify(victim.payload),
       ]);
     }
-    expect((await getJson(VERIFY)).body).toEqual({ workspace_id: WORKSPACE, ok: true, events: 6 });
+    expect((await getJson(VERIFY)).body).toEqual({
+      workspace_id: WORKSPACE,
+      ...intact(6),
+      ...FRESH,
+    });
+  });
+
+  it('verifies incrementally from ?from=SEQ:HASH and checks each ?expect_head=SEQ:HASH', async () => {
+    const at = (i: number) => `${stored[i]!.chain_seq}:${stored[i]!.this_event_hash}`;
+    const { body } = await getJson(`${VERIFY}?from=${at(3)}&expect_head=${at(1)}`);
+    expect(body).toEqual({ workspace_id: WORKSPACE, ...intact(6), checked: 2, ...FRESH });
+    const gone = `6:${'0'.repeat(64)}`;
+    const truncated = await getJson(`${VERIFY}?expect_head=${gone}`);
+    expect(truncated.body).toMatchObject({
+      ok: false,
+      events: 6,
+      chain_seq: 6,
+      event_id: stored[5]!.event_id,
+      reason: expect.stringMatching(/^chain no longer extends the verified head #6 /),
+    });
+    for (const [query, field, error] of [
+      ['from=1:2', 'from', 'invalid from "1:2": expected SEQ:HASH'],
+      ['expect_head=x', 'expect_head', 'invalid expect_head "x": expected SEQ:HASH'],
+      [`from=${at(1)}&from=${at(2)}`, 'from', 'from given 2 times'],
+      ['full=1', 'full', 'unknown query parameter "full"; expected from, expect_head'],
+    ] as const) {
+      const res = await getJson(`${VERIFY}?${query}`);
+      expect(res.status, query).toBe(400);
+      expect(res.body, query).toEqual({ error: expect.stringContaining(error), field });
+    }
   });
 });
+
+/** The verify route's body for an intact, unkeyed chain of `n` events. */
+function intact(n: number) {
+  return {
+    ok: true,
+    events: n,
+    checked: n,
+    head: { chain_seq: n, hash: stored[n - 1]!.this_event_hash },
+    keyed_from: null,
+    gaps: [],
+  };
+}
 
 describe('without a chain store', () => {
   // No sink at all, and a sink that only has counters (no tail/verifyChain).

@@ -107,6 +107,7 @@ describe('load: concurrent status requests while transitions run', () => {
     let lastSeq = startSeq;
     let streamed = 0;
     let streamError: string | undefined;
+    let onMessage: (() => void) | undefined;
     const reading = (async () => {
       for (;;) {
         const m = await stream.nextData<StreamMessage>();
@@ -116,6 +117,7 @@ describe('load: concurrent status requests while transitions run', () => {
         lastSeq = m.record.seq;
         streamed++;
         streamError ??= inconsistency(m.status);
+        onMessage?.();
       }
     })();
 
@@ -149,8 +151,14 @@ describe('load: concurrent status requests while transitions run', () => {
     stop = true;
     await mover;
     const final = holder.history().at(-1)!.seq;
-    // Let the stream catch up with the last commit, then end it.
-    for (let i = 0; i < 1000 && lastSeq < final; i++) await new Promise((r) => setTimeout(r, 5));
+    // Let the stream catch up with the last commit (or end), then end it.
+    await new Promise<void>((resolve) => {
+      onMessage = () => {
+        if (lastSeq >= final) resolve();
+      };
+      onMessage();
+      void reading.finally(resolve);
+    });
     await stream.cancel();
     await reading.catch(() => {});
 

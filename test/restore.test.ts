@@ -70,10 +70,18 @@ describe('findPersistingPause', () => {
 
   it('the shutdown pause (stop_kora) and an epoch-mismatch pause are not restored', () => {
     expect(
-      findPersistingPause([t('ready', 'paused', [], { pause_cause: 'stop_kora' }), t('paused', 'stopped')]),
+      findPersistingPause([
+        t('ready', 'paused', [], { pause_cause: 'stop_kora' }),
+        t('paused', 'stopped'),
+      ]),
     ).toBeUndefined();
     // Row 4 is the boot's own verdict: the gate runs again on the next boot.
-    expect(findPersistingPause([t('booting', 'paused', ['substrate']), t('paused', 'stopped', ['substrate'])])).toBeUndefined();
+    expect(
+      findPersistingPause([
+        t('booting', 'paused', ['substrate']),
+        t('paused', 'stopped', ['substrate']),
+      ]),
+    ).toBeUndefined();
   });
 
   it('reasons added while paused are restored with it; the cause’s own reason always is', () => {
@@ -129,9 +137,19 @@ describe('wireOperationalState({ restore })', () => {
       degradationReasons: ['cost', 'operator'],
     });
     const [record] = holder.history();
-    expect(record).toMatchObject({ from_state: 'booting', to_state: 'paused', event: 'pause', cause: 'cost_limit' });
-    expect(record!.trigger).toBe('restored cost_limit pause (cost, operator) of run-1 seq 7, chain #12');
-    expect(record!.details).toMatchObject({ gates: [{ gate_id: 'g', outcome: 'pass' }], restored: { seq: 7 } });
+    expect(record).toMatchObject({
+      from_state: 'booting',
+      to_state: 'paused',
+      event: 'pause',
+      cause: 'cost_limit',
+    });
+    expect(record!.trigger).toBe(
+      'restored cost_limit pause (cost, operator) of run-1 seq 7, chain #12',
+    );
+    expect(record!.details).toMatchObject({
+      gates: [{ gate_id: 'g', outcome: 'pass' }],
+      restored: { seq: 7 },
+    });
     // The chain says what happened: a pause with its cause (and the cost-limit literal), no boot.ready.
     expect(sink.events.map((e) => e.event_type)).toEqual([
       'kora.operational_state.transitioned',
@@ -158,9 +176,12 @@ describe('wireOperationalState({ restore })', () => {
         throw new Error('relation "event_log" does not exist');
       },
     });
-    expect(summary).toMatchObject({ result: 'paused', error: expect.stringMatching(/restore failed/) });
+    expect(summary).toMatchObject({
+      result: 'paused',
+      error: expect.stringMatching(/restore failed/),
+    });
     expect(getHolder()!.current.degradationReasons).toEqual(['operator']);
-    expect(logger.find('error', 'could not read the agent\'s chain').length).toBe(1);
+    expect(logger.find('error', "could not read the agent's chain").length).toBe(1);
   });
 
   it('a restore that is not a function is refused, naming it', async () => {
@@ -169,6 +190,9 @@ describe('wireOperationalState({ restore })', () => {
       logger: recordingLogger(),
       restore: 'yes' as never,
     });
-    expect(summary).toMatchObject({ result: 'error', error: expect.stringMatching(/restore must be a function, got "yes"/) });
+    expect(summary).toMatchObject({
+      result: 'error',
+      error: expect.stringMatching(/restore must be a function, got "yes"/),
+    });
   });
 });

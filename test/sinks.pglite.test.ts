@@ -21,6 +21,7 @@ import { applyMigrations, MIGRATIONS } from '../src/sinks/migrations.js';
 import { createPgliteSink } from '../src/sinks/pglite.js';
 import type { ChainEvent } from '../src/sinks/types.js';
 import { makeOperationalState } from '../src/vocabulary.js';
+import { chainOk } from './support/chainResult.js';
 import { recordingLogger } from './support/logger.js';
 
 let dir: string;
@@ -60,7 +61,7 @@ describe('migrations', () => {
       );
       expect(none[0]).toEqual({ t: null, m: null });
 
-      expect(shipped).toEqual([1, 2]);
+      expect(shipped).toEqual([1, 2, 3]);
       expect(await applyMigrations(db)).toEqual({ applied: shipped, version: latest });
       expect(await applyMigrations(db)).toEqual({ applied: [], version: latest });
       const { rows } = await db.query<{ version: number; name: string }>(
@@ -69,6 +70,7 @@ describe('migrations', () => {
       expect(rows).toEqual([
         { version: 1, name: 'event_log' },
         { version: 2, name: 'tickets' },
+        { version: 3, name: 'keyed_chain' },
       ]);
       // A later feature appends a migration: only that one runs.
       const next = [
@@ -140,7 +142,7 @@ describe('PGlite sink', () => {
     }
     expect(emit.stats).toEqual({ emitted: 22, failures: 0 });
     expect(sink.stats).toMatchObject({ appended: 22, outboxDepth: 0, failures: 0, dropped: 0 });
-    expect(await sink.verifyChain()).toEqual({ ok: true, events: 22 });
+    expect(await sink.verifyChain()).toEqual(chainOk(22));
 
     const tail = await sink.tail({ limit: 3 });
     expect(tail.map((e) => e.seq)).toEqual([20, 21, 22]);
@@ -180,7 +182,7 @@ describe('PGlite sink', () => {
     const holder2 = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
     holder2.addListener(makeEmitListener(again, { instanceId: 'run-2' }));
     await holder2.send({ type: 'claim.acquired' });
-    expect(await again.verifyChain()).toEqual({ ok: true, events: 23 });
+    expect(await again.verifyChain()).toEqual(chainOk(23));
     const [last] = await again.tail({ limit: 1 });
     expect(last).toMatchObject({ instance_id: 'run-2', seq: 1, chain_seq: 23 });
     await again.close();
@@ -198,9 +200,9 @@ describe('PGlite sink', () => {
       await b.append([at(1, 'ws-other')]);
       await a.append([at(2), at(3)]);
       expect(a.stats.appended).toBe(3);
-      expect(await a.verifyChain()).toEqual({ ok: true, events: 3 });
-      expect(await b.verifyChain()).toEqual({ ok: true, events: 1 });
-      expect(await a.verifyChain('ws-other')).toEqual({ ok: true, events: 1 });
+      expect(await a.verifyChain()).toEqual(chainOk(3));
+      expect(await b.verifyChain()).toEqual(chainOk(1));
+      expect(await a.verifyChain('ws-other')).toEqual(chainOk(1));
       await expect(a.append([at(9, 'ws-other')])).rejects.toThrow(/"ws-other"/);
     } finally {
       await a.close();
@@ -223,7 +225,7 @@ describe('PGlite sink', () => {
       expect(tampered).toMatchObject({ ok: false, events: 2, eventId: ids[2] });
       expect(tampered.ok === false && tampered.reason).toMatch(/this_event_hash mismatch/);
       await db.query(`UPDATE event_log SET payload = '{"n": 3}' WHERE event_id = $1`, [ids[2]]);
-      expect(await sink.verifyChain()).toEqual({ ok: true, events: 6 });
+      expect(await sink.verifyChain()).toEqual(chainOk(6));
 
       // Tampering with the chain_seq-independent fields is caught the same way.
       await db.query(
@@ -277,7 +279,7 @@ describe('PGlite sink', () => {
       expect((err.cause as { code?: string }).code).toBe('23514');
       // The change's events are refused together (one append is atomic), not retried.
       expect(sink.stats).toMatchObject({ refused: 2, outboxDepth: 0 });
-      expect(await sink.verifyChain()).toEqual({ ok: true, events: 4 });
+      expect(await sink.verifyChain()).toEqual(chainOk(4));
       expect(logger.find('error', '[kora.operational_state.emit]')).toHaveLength(1);
     } finally {
       await sink.close();

@@ -57,7 +57,10 @@ export async function benchSpool(options: BenchSpoolOptions = {}): Promise<Bench
       logger: quiet,
       ...(spool ? { spoolDir: join(dir, 'spool') } : {}),
     });
-    const holder = createOperationalStateHolder({ logger: quiet, initial: { primaryState: 'ready' } });
+    const holder = createOperationalStateHolder({
+      logger: quiet,
+      initial: { primaryState: 'ready' },
+    });
     holder.addListener(makeEmitListener(sink, { logger: quiet }));
     return { sink, holder };
   };
@@ -71,7 +74,9 @@ export async function benchSpool(options: BenchSpoolOptions = {}): Promise<Bench
       const t = performance.now();
       for (let b = 0; b < bursts; b++) {
         await Promise.all(
-          Array.from({ length: burst }, () => side.holder.send({ type: 'update', trigger: `b${++n}` })),
+          Array.from({ length: burst }, () =>
+            side.holder.send({ type: 'update', trigger: `b${++n}` }),
+          ),
         );
       }
       const ms = performance.now() - t;

@@ -1,44 +1,126 @@
 /** `kora-opstate verify-chain` and `kora-opstate events`. */
+import { resolve } from 'node:path';
+import { resolveChainKey } from '../chainKey.js';
 import type { PositionedChainEvent } from '../sinks/sql.js';
+import type { ChainHead } from '../sinks/types.js';
+import { parseChainHead } from '../sinks/verify.js';
 import { quote } from '../vocabulary.js';
 import { UsageError } from './io.js';
 import type { Command } from './main.js';
 import {
   openChainReader,
+  resolveDataDir,
   resolveStore,
   resolveWorkspace,
   STORE_OPTIONS,
   STORE_USAGE,
+  storeIdentity,
 } from './store.js';
+import { readVerifiedHead, rememberVerifiedHead, VERIFIED_HEADS_FILE } from './verifiedHeads.js';
 
 /** @internal */
 export const verifyChainCommand: Command = {
   name: 'verify-chain',
-  summary: "recompute a workspace's hash chain",
+  summary: "verify a workspace's chain",
   usage: `[options]
 
-Recomputes every link of the workspace's chain (sha256 of the previous hash and the
-canonical event). Exit 0 when it holds; exit 1 naming the first broken link.
+Verifies the workspace's chain: every link (sha256, or HMAC with the chain key once the
+chain is keyed), positions without a gap, and that the chain still extends the heads
+verified before (remembered in <data-dir>/${VERIFIED_HEADS_FILE}) and any --expect-head.
+By default only the events after the remembered head are checked (incremental).
+Exit 0 when it holds; exit 1 naming the first event that does not.
 
 Options:
 ${STORE_USAGE}
+  --chain-key-file F   the chain key (default: env KORA_CHAIN_KEY, else <data-dir>/chain.key)
+  --full               re-check every event, not only those after the remembered head
+  --expect-head S:H    fail unless the chain still holds hash H at position S (repeatable)
   --json               print the result as JSON
+  --operator-token T   a running agent's operator token, when it has one (env KORA_OPERATOR_TOKEN)
   -h, --help           this help`,
-  options: { ...STORE_OPTIONS, json: { type: 'boolean' } },
+  options: {
+    ...STORE_OPTIONS,
+    'chain-key-file': { type: 'string' },
+    'operator-token': { type: 'string' },
+    full: { type: 'boolean' },
+    'expect-head': { type: 'string', multiple: true },
+    json: { type: 'boolean' },
+  },
   async run(values, positionals, io) {
     noPositionals(positionals);
     const store = resolveStore(values, io);
     const workspace = resolveWorkspace(values, io);
-    const reader = await openChainReader(store, workspace);
+    const dataDir = resolveDataDir(values, io);
+    let expectHeads: ChainHead[];
     try {
-      const r = await reader.verifyChain();
+      expectHeads = ((values['expect-head'] as string[] | undefined) ?? []).map((h) =>
+        parseChainHead(h, '--expect-head'),
+      );
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    const keyFile = values['chain-key-file'] as string | undefined;
+    // verify-chain never creates a key: without one, a keyed chain fails saying so.
+    const key = await resolveChainKey({
+      env: io.env,
+      ...(keyFile !== undefined ? { keyFile: resolve(io.cwd, keyFile) } : {}),
+      dataDir,
+    });
+    if (key.warning) io.stderr(`kora-opstate verify-chain: warning: ${key.warning}\n`);
+    const identity = storeIdentity(store);
+    const remembered = await readVerifiedHead(dataDir, identity, workspace);
+    const full = Boolean(values.full) || remembered === undefined;
+    // Through a running agent that has an operator token, /chain/verify needs it.
+    const token = (values['operator-token'] as string | undefined) ?? io.env.KORA_OPERATOR_TOKEN;
+    const reader = await openChainReader(store, workspace, key.key, token || undefined);
+    try {
+      const r = await reader.verifyChain({
+        ...(full ? {} : { from: remembered }),
+        expectHeads: full && remembered ? [remembered, ...expectHeads] : expectHeads,
+      });
+      const mode = full ? 'full' : `incremental from #${remembered!.chain_seq}`;
+      if (r.ok && r.head) {
+        await rememberVerifiedHead(dataDir, identity, workspace, {
+          chain_seq: r.head.chain_seq,
+          hash: r.head.hash,
+          keyed_from: r.keyedFrom,
+          verified_at: new Date().toISOString(),
+        });
+      }
       if (values.json) {
-        io.stdout(`${JSON.stringify({ workspace_id: workspace, ...r })}\n`);
-      } else if (r.ok) {
-        io.stdout(`chain ok: workspace ${quote(workspace)}, ${r.events} events (${reader.via})\n`);
-      } else {
         io.stdout(
-          `chain BROKEN: workspace ${quote(workspace)}, event ${r.eventId}: ${r.reason} (${r.events} events before it verified; ${reader.via})\n`,
+          `${JSON.stringify({ workspace_id: workspace, mode: full ? 'full' : 'incremental', ...r })}\n`,
+        );
+        return r.ok ? 0 : 1;
+      }
+      const ws = quote(workspace);
+      if (r.ok && r.head === null) {
+        io.stdout(`no events in workspace ${ws}: nothing to verify (${reader.via})\n`);
+        return 0;
+      }
+      if (r.ok) {
+        io.stdout(`chain ok: workspace ${ws}, ${r.events} events (${reader.via})\n`);
+      } else {
+        const which =
+          r.eventId !== null
+            ? `event ${r.eventId}${r.chainSeq !== null ? ` (#${r.chainSeq})` : ''}`
+            : `event #${r.chainSeq} (gone)`;
+        io.stdout(
+          `chain BROKEN: workspace ${ws}, ${which}: ${r.reason} (${r.events} events before it verified; ${reader.via})\n`,
+        );
+        if (/needs the chain key/.test(r.reason) && !reader.remote) {
+          io.stdout(`  no chain key found; looked at: ${key.looked.join(', ')}\n`);
+        }
+      }
+      io.stdout(`  mode        ${mode}, ${r.checked} event(s) checked\n`);
+      if (r.head) io.stdout(`  head        #${r.head.chain_seq} ${r.head.hash}\n`);
+      io.stdout(
+        `  keyed from  ${r.keyedFrom === null ? 'never (unkeyed chain: detects accidental corruption only)' : `#${r.keyedFrom}`}\n`,
+      );
+      io.stdout(`  gaps        ${r.gaps.length === 0 ? 'none' : r.gaps.length}\n`);
+      for (const g of r.gaps) {
+        io.stdout(
+          `    #${g.chain_seq}: ${g.dropped} event(s) of instance ${quote(g.instance_id)} (seq ${g.from_seq}–${g.to_seq}) were never stored${g.reason ? ` (${g.reason})` : ''}\n`,
         );
       }
       return r.ok ? 0 : 1;
@@ -143,10 +225,33 @@ function noPositionals(positionals: string[]): void {
 
 /** @internal A whole-number flag within bounds, or a usage error naming the value. */
 export function intFlag(name: string, value: unknown, min: number, max: number): number {
+  return wholeNumber(`--${name}`, value, min, max);
+}
+
+/**
+ * @internal A whole-number setting from its flag, else its environment variable, else
+ * `fallback`; a bad value is named by where it came from (`invalid KORA_PORT "abc"`).
+ */
+export function intSetting(
+  values: Record<string, unknown>,
+  env: Record<string, string | undefined>,
+  flag: string,
+  envName: string,
+  fallback: string,
+  min: number,
+  max: number,
+): number {
+  if (values[flag] !== undefined) return intFlag(flag, values[flag], min, max);
+  const fromEnv = env[envName];
+  if (fromEnv !== undefined) return wholeNumber(envName, fromEnv, min, max);
+  return intFlag(flag, fallback, min, max);
+}
+
+function wholeNumber(label: string, value: unknown, min: number, max: number): number {
   const text = String(value);
   if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
     throw new UsageError(
-      `invalid --${name} ${quote(value)}: expected a whole number from ${min} to ${max}`,
+      `invalid ${label} ${quote(value)}: expected a whole number from ${min} to ${max}`,
     );
   }
   return Number(text);

@@ -1,6 +1,8 @@
 /**
  * The `kora-opstate` command line: `start`, `table`, `diagram`, `verify-chain`, `events`.
- * Argument parsing is `node:util` `parseArgs` (strict): a bad flag is exit code 2.
+ * Argument parsing is `node:util` `parseArgs` (strict): a bad flag or value is exit code 2
+ * with one line naming it (the flag, or the environment variable it came from) and a
+ * pointer to `--help`.
  */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { type CliIo, UsageError } from './io.js';
@@ -48,7 +50,84 @@ function topHelp(): string {
 }
 
 function commandHelp(cmd: Command): string {
-  return `Usage: kora-opstate ${cmd.name} ${cmd.usage}\n`;
+  return `Usage: kora-opstate ${cmd.name} ${alignOptions(cmd.usage)}\n`;
+}
+
+/** An option line: two spaces, the flag(s) and argument, two or more spaces, its text. */
+const OPTION_LINE = /^ {2}(-\S.*?) {2,}(\S.*)$/;
+/** A continuation of an option's text: indented deeper than the flags. */
+const CONTINUATION = /^ {4,}(\S.*)$/;
+
+/**
+ * @internal The usage text with every option's description starting in one column, however
+ * each command (and the shared store flags) padded its lines.
+ */
+export function alignOptions(usage: string): string {
+  const lines = usage.split('\n');
+  const width = Math.max(0, ...lines.map((l) => OPTION_LINE.exec(l)?.[1]?.length ?? 0));
+  let inOption = false;
+  return lines
+    .map((l) => {
+      const option = OPTION_LINE.exec(l);
+      if (option) {
+        inOption = true;
+        return `  ${option[1]!.padEnd(width)}  ${option[2]}`;
+      }
+      const more = inOption ? CONTINUATION.exec(l) : null;
+      if (more) return `${' '.repeat(width + 4)}${more[1]}`;
+      inOption = false;
+      return l;
+    })
+    .join('\n');
+}
+
+/** The one-line pointer printed under a usage error (instead of the whole help). */
+const hint = (name?: string) =>
+  name ? `run kora-opstate ${name} --help for its options\n` : 'run kora-opstate --help\n';
+
+/** The flags a command knows, long form, for "did you mean". */
+function knownFlags(options: Options): string[] {
+  return [...Object.keys(options), 'help'].map((o) => `--${o}`);
+}
+
+/** Edit distance, for suggesting the flag a typo meant. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const next = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = row[j]!;
+      row[j] = next;
+    }
+  }
+  return row[b.length]!;
+}
+
+/**
+ * `parseArgs`' error as one line naming the flag — not Node's advice about positionals.
+ * @internal
+ */
+export function parseErrorText(err: unknown, options: Options): string {
+  const e = err as { code?: string; message?: string };
+  const message = String(e.message ?? err);
+  if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const flag = /'([^']+)'/.exec(message)?.[1] ?? message;
+    const name = flag.split('=')[0]!;
+    const near = knownFlags(options)
+      .map((f) => ({ f, d: distance(name, f) }))
+      .filter(({ d }) => d <= 2)
+      .sort((x, y) => x.d - y.d)[0];
+    return `unknown option ${name}${near ? ` (did you mean ${near.f}?)` : ''}`;
+  }
+  if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    const flag = /--[\w-]+/.exec(message)?.[0];
+    if (flag && /argument missing/.test(message)) return `${flag} needs a value`;
+    if (flag && /does not take an argument/.test(message)) return `${flag} takes no value`;
+  }
+  // Anything else: its first sentence.
+  return message.split(/\.(\s|$)/)[0]!;
 }
 
 /**
@@ -71,7 +150,7 @@ export async function runCli(argv: readonly string[], io: Partial<CliIo> = {}): 
   }
   const load = commands.get(name);
   if (!load) {
-    cli.stderr(`kora-opstate: unknown command ${JSON.stringify(name)}\n\n${topHelp()}`);
+    cli.stderr(`kora-opstate: unknown command ${JSON.stringify(name)}\n${hint()}`);
     return 2;
   }
   const cmd = await load();
@@ -84,7 +163,7 @@ export async function runCli(argv: readonly string[], io: Partial<CliIo> = {}): 
       strict: true,
     }) as { values: Values; positionals: string[] };
   } catch (err) {
-    cli.stderr(`kora-opstate ${name}: ${(err as Error).message}\n\n${commandHelp(cmd)}`);
+    cli.stderr(`kora-opstate ${name}: ${parseErrorText(err, cmd.options)}\n${hint(name)}`);
     return 2;
   }
   if (parsed.values.help) {
@@ -95,7 +174,7 @@ export async function runCli(argv: readonly string[], io: Partial<CliIo> = {}): 
     return await cmd.run(parsed.values, parsed.positionals, cli);
   } catch (err) {
     if (err instanceof UsageError) {
-      cli.stderr(`kora-opstate ${name}: ${err.message}\n\n${commandHelp(cmd)}`);
+      cli.stderr(`kora-opstate ${name}: ${err.message}\n${hint(name)}`);
       return 2;
     }
     // A message for people; the stack only when asked for (KORA_DEBUG=1).

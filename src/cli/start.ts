@@ -24,7 +24,7 @@ import { readPersistingPause } from '../restore.js';
 import { MIGRATIONS } from '../sinks/migrations.js';
 import type { SqlSession } from '../sinks/sql.js';
 import { type OperationalStateInputError, quote } from '../vocabulary.js';
-import { intFlag } from './chain.js';
+import { intFlag, intSetting } from './chain.js';
 import { type CliIo, UsageError } from './io.js';
 import type { Command } from './main.js';
 import {
@@ -38,6 +38,7 @@ import {
   STORE_USAGE,
   type StoreLock,
 } from './store.js';
+import { cliLogger, type StoreFault, storeFault } from './storeFault.js';
 
 const TAG = '[kora-opstate]';
 const KINDS = ['triage', 'review', 'summarize', 'reply'] as const;
@@ -50,7 +51,8 @@ export const startCommand: Command = {
 
 Runs an agent process: boot gates, the chain-event log, a ticket poller working demo
 tickets (READY ⇄ ACTIVE), the status API and live panel. SIGTERM/SIGINT shut it down
-gracefully (pause, finish the claim, stop, flush the chain); a second signal exits at once.
+gracefully (pause, finish the claim, stop, flush the chain); a second signal exits at once
+(the same signal within 1 s of the first is the same Ctrl-C, delivered twice by npm).
 
 Options:
   --port N                 status API and panel port (default 7070; env KORA_PORT; 0 = any free port)
@@ -58,8 +60,8 @@ Options:
   --allowed-host NAME      also answer requests for this Host name, repeatable; localhost,
                            IP addresses and the --host name always are, any other is 421
                            (env KORA_ALLOWED_HOSTS, comma-separated; "*" turns the check off)
-  --operator-token T       enable POST /api/operational-state/transitions with Bearer T
-                           (env KORA_OPERATOR_TOKEN)
+  --operator-token T       enable POST /api/operational-state/transitions with Bearer T,
+                           and require it for GET …/chain/verify (env KORA_OPERATOR_TOKEN)
   --inspect                serve the Stately inspector bridge for the holder's actor
   --inspect-port N         its port (default 0 = any free port)
 ${STORE_USAGE}
@@ -96,11 +98,13 @@ ${STORE_USAGE}
     if (positionals.length) {
       throw new UsageError(`unexpected argument ${quote(positionals[0])}`);
     }
-    const port = intFlag('port', values.port ?? io.env.KORA_PORT ?? '7070', 0, 65_535);
+    const port = intSetting(values, io.env, 'port', 'KORA_PORT', '7070', 0, 65_535);
     const host = (values.host as string | undefined) ?? io.env.KORA_HOST ?? '127.0.0.1';
     const token = (values['operator-token'] as string | undefined) ?? io.env.KORA_OPERATOR_TOKEN;
     if (token !== undefined && (token === '' || /\s/.test(token))) {
-      throw new UsageError('invalid --operator-token: it must be non-empty, without whitespace');
+      const from =
+        values['operator-token'] !== undefined ? '--operator-token' : 'KORA_OPERATOR_TOKEN';
+      throw new UsageError(`invalid ${from}: it must be non-empty, without whitespace`);
     }
     const settings = {
       port,
@@ -195,7 +199,7 @@ function exitSoon(code: number): number {
 }
 
 async function runAgent(s: Settings, io: CliIo): Promise<number> {
-  const logger: Logger = console;
+  const logger: Logger = cliLogger(io.env);
   const say = (line: string) => io.stdout(`${line}\n`);
   const cleanups: (() => Promise<unknown>)[] = [];
   const cleanup = async () => {
@@ -270,6 +274,8 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
         };
       });
 
+    let refusal: StoreFault | undefined;
+    let storeOpen = false;
     const gates: Gate[] = [
       {
         id: 'event_store',
@@ -283,7 +289,15 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
             await mkdir(join(store.dir, 'pglite'), { recursive: true });
             pglite = await PGlite.create(join(store.dir, 'pglite'));
           }
-          await sink.start();
+          try {
+            await sink.start();
+            storeOpen = true;
+          } catch (err) {
+            // Refused (password, database, permission): the same answer on every retry.
+            refusal = store.kind === 'postgres' ? storeFault(err, store.url) : undefined;
+            if (refusal) return { ok: false, detail: refusal.detail, retry: false };
+            throw err;
+          }
           return { ok: true, detail: `${store.label}, event log migrated` };
         },
       },
@@ -446,15 +460,12 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
       const why = summary.failedGate
         ? `gate ${summary.failedGate.gate_id}: ${summary.failedGate.detail}`
         : (summary.error ?? 'unknown');
-      logger.error(`${TAG} boot ended ${summary.result}: ${why}`);
+      logger.error(`${TAG} ${refusal ? refusal.line : `boot ended ${summary.result}: ${why}`}`);
       uninstall();
-      // The boot's own events (gate retries, the failure) are worth waiting for, bounded.
-      const flushed = await sink.flush(10_000).catch(() => false);
-      if (!flushed) {
-        logger.error(
-          `${TAG} ${sink.stats.outboxDepth} chain event(s) could not be stored (${sink.stats.lastError ?? 'store unreachable'}); they end with this process`,
-        );
-      }
+      // The boot's own events (gate retries, the failure) are worth waiting for, bounded;
+      // not when the store never opened (nothing drains them). What is left, the sink's
+      // close reports: how many, the last error, where they are kept.
+      if (storeOpen) await sink.flush(10_000).catch(() => false);
       await sink.close();
       await finish(1);
       return exitSoon(await finished);

@@ -20,6 +20,7 @@ import type { TailOptions, VerifyChainOptions, VerifyChainResult } from '../sink
 import { quote } from '../vocabulary.js';
 import { type CliIo, UsageError } from './io.js';
 import { readStoreLock } from './lock.js';
+import { maskUrl, storeFault } from './storeFault.js';
 
 /** @internal The default home of the embedded store. */
 export const DEFAULT_DATA_DIR = '.kora-opstate';
@@ -49,14 +50,15 @@ type Values = Record<string, unknown>;
 export function resolveStore(values: Values, io: CliIo): StoreLocation {
   const url = (values['database-url'] as string | undefined) ?? io.env.DATABASE_URL;
   if (url !== undefined && url !== '') {
+    const from = values['database-url'] !== undefined ? '--database-url' : 'DATABASE_URL';
     let parsed: URL;
     try {
       parsed = new URL(url);
     } catch {
-      throw new UsageError(`invalid database URL ${quote(url)}`);
+      throw new UsageError(`invalid ${from} ${quote(maskUrl(url))}: not a URL`);
     }
     if (!/^postgres(ql)?:$/.test(parsed.protocol)) {
-      throw new UsageError(`database URL ${quote(url)} is not a postgres:// URL`);
+      throw new UsageError(`invalid ${from} ${quote(maskUrl(url))}: not a postgres:// URL`);
     }
     // The label names the server and database only: never a password.
     return { kind: 'postgres', url, label: `postgres ${parsed.host}${parsed.pathname}` };
@@ -71,7 +73,10 @@ export function resolveStore(values: Values, io: CliIo): StoreLocation {
 /** @internal */
 export function resolveWorkspace(values: Values, io: CliIo): string {
   const ws = (values.workspace as string | undefined) ?? io.env.KORA_WORKSPACE ?? DEFAULT_WORKSPACE;
-  if (ws.trim() === '') throw new UsageError(`invalid workspace ${quote(ws)}: empty`);
+  if (ws.trim() === '') {
+    const from = values.workspace !== undefined ? '--workspace' : 'KORA_WORKSPACE';
+    throw new UsageError(`invalid ${from} ${quote(ws)}: empty`);
+  }
   return ws;
 }
 
@@ -121,7 +126,17 @@ export async function openChainReader(
     }
   }
   const sink = openSink(store, workspaceId, quiet, undefined, chainKey ? { chainKey } : {});
-  await sink.start();
+  try {
+    await sink.start();
+  } catch (err) {
+    await sink.close().catch(() => {});
+    if (store.kind !== 'postgres') throw err;
+    // One line naming the store (password masked), and what to do when it refused us.
+    throw new Error(
+      storeFault(err, store.url)?.line ??
+        `cannot reach the store ${maskUrl(store.url)}: ${(err as Error).message ?? String(err)}`,
+    );
+  }
   return {
     via: store.label,
     remote: false,

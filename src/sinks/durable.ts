@@ -4,7 +4,7 @@
  */
 import type { Logger } from '../holder.js';
 import { checkText, OperationalStateInputError, quote } from '../vocabulary.js';
-import { appendKeyed, type ChainKey, checkKeyedEvent, createChainKey } from './keyed.js';
+import { type ChainKey, checkKeyedEvent, createChainKey, KeyedAppender } from './keyed.js';
 import { applyMigrations } from './migrations.js';
 import { Outbox, type OutboxOptions } from './outbox.js';
 import { Spool, type SpoolGap, type SpoolStats } from './spool.js';
@@ -137,11 +137,13 @@ export class SqlEventSink implements DurableChainSink {
   #starting: Promise<void> | undefined;
   #closed = false;
   readonly #key: ChainKey | undefined;
+  readonly #keyed: KeyedAppender | undefined;
   #head: ChainHead | null = null;
 
   constructor(backend: SqlBackend, options: DurableSinkOptions) {
     this.workspaceId = resolveWorkspaceId(options.workspaceId);
     this.#key = options.chainKey === undefined ? undefined : createChainKey(options.chainKey);
+    this.#keyed = this.#key ? new KeyedAppender(this.#key) : undefined;
     this.#backend = backend;
     this.#logger = options.logger ?? console;
     const limit = options.outboxLimit ?? 10_000;
@@ -298,7 +300,12 @@ export class SqlEventSink implements DurableChainSink {
       };
   }
 
+  /**
+   * Resolves true once every queued event is stored, false when `timeoutMs` passed first —
+   * at once when the store is not open nor opening: nothing can drain then.
+   */
   flush(timeoutMs?: number): Promise<boolean> {
+    if (!this.#starting) return Promise.resolve(this.#outbox.stats.outboxDepth === 0);
     return this.#outbox.flush(timeoutMs);
   }
 
@@ -319,16 +326,15 @@ export class SqlEventSink implements DurableChainSink {
   async #write(events: ChainEvent[]): Promise<number> {
     const session = this.#session;
     if (!session) throw new Error(`${this.#backend.tag} sink not started`);
-    if (this.#key) {
-      const { stored, head } = await appendKeyed(session, events, this.#key);
+    if (this.#keyed) {
+      const { stored, head } = await this.#keyed.append(session, events);
       if (head) this.#head = head;
       return stored;
     }
     const { rows } = await session.query(APPEND_SQL, [JSON.stringify(events)]);
-    const stored = Number(rows[0]?.stored ?? 0);
-    if (stored > 0) {
-      this.#head = { chain_seq: Number(rows[0].head_seq), hash: rows[0].head_hash };
-    }
+    const r = rows[0]?.r as { stored: number; head_seq: number; head_hash: string } | undefined;
+    const stored = Number(r?.stored ?? 0);
+    if (r && stored > 0) this.#head = { chain_seq: Number(r.head_seq), hash: r.head_hash };
     return stored;
   }
 

@@ -2,7 +2,7 @@
  * The in-memory sink: keeps appended chain events in an array. For tests and demos —
  * nothing survives the process.
  */
-import { OperationalStateInputError, quote } from '../vocabulary.js';
+import { checkText, OperationalStateInputError, quote } from '../vocabulary.js';
 import type { ChainEvent, EventSink } from './types.js';
 
 export interface MemorySinkOptions {
@@ -38,6 +38,7 @@ export function createMemorySink(options: MemorySinkOptions = {}): MemoryEventSi
       `workspaceId must be a non-empty string, got ${quote(workspaceId)}`,
     );
   }
+  checkText(workspaceId, 'workspaceId'); // the same rule as the durable sinks
   const events: ChainEvent[] = [];
   let appends = 0;
   return {

@@ -5,13 +5,14 @@
 import { mkdir } from 'node:fs/promises';
 import type { PGlite } from '@electric-sql/pglite';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
+import type { PgliteLike } from './drivers.js';
 import { type DurableChainSink, type DurableSinkOptions, SqlEventSink } from './durable.js';
 
 export interface PgliteSinkOptions extends DurableSinkOptions {
   /** The database directory (default `./.kora-opstate/pglite`; `memory://` keeps it in memory). */
   dataDir?: string;
-  /** An open PGlite to use instead; the sink never closes it. */
-  db?: PGlite;
+  /** An open `PGlite` to use instead; the sink never closes it. */
+  db?: PgliteLike;
 }
 
 /** Where the embedded event log lives by default. */
@@ -21,13 +22,16 @@ const TAG = '[kora.operational_state.sink.pglite]';
 
 /**
  * Creates the PGlite sink. `start()` opens (or creates) the directory and applies the
- * migrations.
+ * migrations; `close()` closes the database it opened. Left open, it holds the process
+ * up to ~10 s after its last write (the embedded Postgres's idle statistics timer).
  *
  * @example
  * const sink = createPgliteSink({ workspaceId: 'ws-1', dataDir: './.kora-opstate/pglite' });
  * await sink.start();
  * holder.addListener(makeEmitListener(sink));
  * await sink.verifyChain(); // { ok: true, events: 0 }
+ * await sink.flush(5000); // true once every event is stored
+ * await sink.close();
  */
 export function createPgliteSink(options: PgliteSinkOptions = {}): DurableChainSink {
   const given = options.db;
@@ -42,7 +46,8 @@ export function createPgliteSink(options: PgliteSinkOptions = {}): DurableChainS
       `dataDir must be a non-empty path, got ${quote(dataDir)}`,
     );
   }
-  let db: PGlite | undefined;
+  let db: PgliteLike | undefined;
+  let owned: PGlite | undefined;
   return new SqlEventSink(
     {
       tag: TAG,
@@ -54,14 +59,17 @@ export function createPgliteSink(options: PgliteSinkOptions = {}): DurableChainS
             if (!dataDir.includes('://')) await mkdir(dataDir, { recursive: true });
             // Loaded on first use: the WebAssembly build is large and Postgres users never need it.
             const { PGlite } = await import('@electric-sql/pglite');
-            db = await PGlite.create(dataDir);
+            owned = await PGlite.create(dataDir);
+            db = owned;
           }
         }
         return db;
       },
       async shut() {
-        if (db && !given) await db.close();
         db = undefined;
+        const close = owned;
+        owned = undefined;
+        await close?.close();
       },
     },
     options,

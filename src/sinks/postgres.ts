@@ -4,12 +4,16 @@
 import pg from 'pg';
 import type { Logger } from '../holder.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
+import type { PgPoolLike } from './drivers.js';
 import { type DurableChainSink, type DurableSinkOptions, SqlEventSink } from './durable.js';
 
 export interface PostgresSinkOptions extends DurableSinkOptions {
-  /** A pool to use; the sink never ends it. */
-  pool?: pg.Pool;
-  /** Where to connect when no `pool` is given (default `DATABASE_URL`); the sink owns that pool. */
+  /** A pool to use (a `pg.Pool`); the sink never ends it. */
+  pool?: PgPoolLike;
+  /**
+   * Where to connect when no `pool` is given (default `DATABASE_URL`); the sink owns that
+   * pool: `close()` ends it, and its idle connections never keep the process alive.
+   */
   connectionString?: string;
   /** Connections of the pool the sink creates (default 2). */
   maxConnections?: number;
@@ -63,7 +67,8 @@ export function createPostgresSink(options: PostgresSinkOptions = {}): DurableCh
     }
   }
   const logger: Logger = options.logger ?? console;
-  let pool: pg.Pool | undefined;
+  let pool: PgPoolLike | undefined;
+  let owned: pg.Pool | undefined;
   // Connections die with the server (restart, failover): without a listener an idle
   // client's error would crash the process. The pool replaces them on the next query.
   const onError = (err: Error) => {
@@ -78,9 +83,19 @@ export function createPostgresSink(options: PostgresSinkOptions = {}): DurableCh
       tag: TAG,
       async open() {
         if (!pool) {
-          pool =
-            given ??
-            new pg.Pool({ connectionString, max, connectionTimeoutMillis: connectTimeoutMs });
+          if (given) {
+            pool = given;
+          } else {
+            owned = new pg.Pool({
+              connectionString,
+              max,
+              connectionTimeoutMillis: connectTimeoutMs,
+              // An idle connection must not hold the process open: an embedder that forgets
+              // close() still exits once its work is done (a query in flight still holds it).
+              allowExitOnIdle: true,
+            });
+            pool = owned;
+          }
           pool.on('error', onError);
         }
         return pool;
@@ -88,8 +103,10 @@ export function createPostgresSink(options: PostgresSinkOptions = {}): DurableCh
       async shut() {
         if (!pool) return;
         pool.off('error', onError);
-        if (!given) await pool.end();
         pool = undefined;
+        const end = owned;
+        owned = undefined;
+        await end?.end();
       },
     },
     options,

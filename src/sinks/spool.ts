@@ -87,7 +87,11 @@ interface Pending {
   reject(err: unknown): void;
 }
 
-const defaults = { limit: 10_000, segmentBytes: 4 * 1024 * 1024, tag: '[kora.operational_state.spool]' };
+const defaults = {
+  limit: 10_000,
+  segmentBytes: 4 * 1024 * 1024,
+  tag: '[kora.operational_state.spool]',
+};
 
 const SEGMENT = /^(\d{12})\.spool$/;
 const CURSOR = 'stored.json';
@@ -133,7 +137,11 @@ export function decodeSegment(bytes: Buffer): {
     const tab = line.indexOf('\t');
     const json = tab === 16 ? line.slice(17) : '';
     if (tab !== 16 || digest(json) !== line.slice(0, 16)) {
-      return { records, goodBytes: at, bad: 'a record whose digest does not match (torn or corrupt)' };
+      return {
+        records,
+        goodBytes: at,
+        bad: 'a record whose digest does not match (torn or corrupt)',
+      };
     }
     let events: ChainEvent[];
     try {
@@ -215,7 +223,10 @@ export class Spool {
     }
     this.dir = options.dir;
     this.#limit = positive(options.limit ?? defaults.limit, 'spool.limit');
-    this.#segmentBytes = positive(options.segmentBytes ?? defaults.segmentBytes, 'spool.segmentBytes');
+    this.#segmentBytes = positive(
+      options.segmentBytes ?? defaults.segmentBytes,
+      'spool.segmentBytes',
+    );
     this.#logger = options.logger ?? console;
     this.#tag = options.tag ?? defaults.tag;
   }
@@ -396,7 +407,8 @@ export class Spool {
         this.#pending = [];
         try {
           if (!this.#handle || this.#segmentSize >= this.#segmentBytes) await this.#rotate();
-          const bytes = group.length === 1 ? group[0]!.line : Buffer.concat(group.map((p) => p.line));
+          const bytes =
+            group.length === 1 ? group[0]!.line : Buffer.concat(group.map((p) => p.line));
           await this.#handle!.write(bytes);
           await this.#handle!.datasync();
           this.#segmentSize += bytes.length;
@@ -456,29 +468,27 @@ export class Spool {
   }
 
   async #shrinkNow(): Promise<void> {
-    {
-      do {
-        this.#shrinkAgain = false;
-        const drained = this.#unacked.length === 0 && this.#pending.length === 0 && !this.#writing;
-        if (drained && this.#handle && this.#segmentSize > 0) {
-          // Everything written is stored: the next record begins a fresh segment. Detached
-          // before the await, so no write can go to the closing file.
-          const h = this.#handle;
-          this.#handle = undefined;
-          this.#segment++;
-          await h.close();
+    do {
+      this.#shrinkAgain = false;
+      const drained = this.#unacked.length === 0 && this.#pending.length === 0 && !this.#writing;
+      if (drained && this.#handle && this.#segmentSize > 0) {
+        // Everything written is stored: the next record begins a fresh segment. Detached
+        // before the await, so no write can go to the closing file.
+        const h = this.#handle;
+        this.#handle = undefined;
+        this.#segment++;
+        await h.close();
+      }
+      const waiting = new Set(this.#unacked.map((r) => r.segment));
+      const names = await readdir(this.dir).catch(() => [] as string[]);
+      for (const name of names) {
+        const m = SEGMENT.exec(name);
+        // The current segment (open, or about to be) is never deleted.
+        if (m && Number(m[1]) < this.#segment && !waiting.has(Number(m[1]))) {
+          await unlink(join(this.dir, name)).catch(() => {});
         }
-        const waiting = new Set(this.#unacked.map((r) => r.segment));
-        const names = await readdir(this.dir).catch(() => [] as string[]);
-        for (const name of names) {
-          const m = SEGMENT.exec(name);
-          // The current segment (open, or about to be) is never deleted.
-          if (m && Number(m[1]) < this.#segment && !waiting.has(Number(m[1]))) {
-            await unlink(join(this.dir, name)).catch(() => {});
-          }
-        }
-      } while (this.#shrinkAgain);
-    }
+      }
+    } while (this.#shrinkAgain);
   }
 
   #log(level: 'error' | 'warn', text: string, err?: unknown): void {

@@ -10,6 +10,11 @@ export interface SqlSession {
   query(text: string, params?: unknown[]): Promise<{ rows: any[] }>;
   /** Multi-statement text (PGlite); `pg` runs it through `query` without parameters. */
   exec?(text: string): Promise<unknown>;
+  /**
+   * Runs `fn` in one transaction on one connection (commit when it resolves, roll back
+   * when it throws). PGlite has it; for a `pg.Pool` the sink checks out a client.
+   */
+  transaction?<T>(fn: (tx: SqlSession) => Promise<T>): Promise<T>;
 }
 
 /** Advisory-lock class ids (first key of the two-key form): 'Kora' and 'Korb'. */
@@ -58,19 +63,51 @@ export const STORED_ROW_HASH_SQL = eventHashSql({
   payload: 'payload',
 });
 
-/** One round trip per append: the database locks, links and hashes (migration 1). */
-/** @internal */
-export const APPEND_SQL = 'SELECT kora_opstate_append($1::jsonb) AS stored';
+/**
+ * One round trip per unkeyed append: the database locks, links and hashes, and answers
+ * how many events it stored and the chain head after them (migration 3).
+ * @internal
+ */
+export const APPEND_SQL = 'SELECT kora_opstate_append_linked($1::jsonb) AS r';
+
+/** `occurred_at` as the emitter writes it (`Date#toISOString`), rendered back in SQL. */
+const OCCURRED_AT_MS_SQL = `to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/** The unkeyed link algorithm (migration 1's sha256 in SQL). @internal */
+export const LINK_V1 = 'sha256-v1';
+/** The keyed link algorithm (HMAC-SHA256 in the client, with the chain key). @internal */
+export const LINK_V2 = 'hmac-sha256-v2';
+/** The spool-overflow marker's event type. @internal */
+export const CHAIN_GAP_EVENT = 'kora.chain.gap';
 
 /** @internal */
 export const VERIFY_PAGE = 5000;
-/** @internal */
+/**
+ * One page of the chain for verification: v1 rows are recomputed here; v2 rows carry
+ * the fields their HMAC covers (checked in the client, which holds the key).
+ * @internal
+ */
 export const VERIFY_SQL = `SELECT event_id::text AS event_id, chain_seq, prev_event_hash, this_event_hash,
-  ${STORED_ROW_HASH_SQL} AS recomputed
+  link_alg, key_id, workspace_id, agent_id, instance_id, seq, event_type,
+  CASE WHEN link_alg = '${LINK_V1}' THEN ${STORED_ROW_HASH_SQL} END AS recomputed,
+  CASE WHEN link_alg <> '${LINK_V1}' THEN ${OCCURRED_AT_MS_SQL} END AS occurred_at,
+  CASE WHEN link_alg <> '${LINK_V1}' OR event_type = '${CHAIN_GAP_EVENT}' THEN payload END AS payload
   FROM event_log WHERE workspace_id = $1 AND chain_seq > $2 ORDER BY chain_seq LIMIT ${VERIFY_PAGE}`;
 
-const TAIL_SELECT = `SELECT event_id::text AS event_id, event_type, payload, workspace_id, instance_id, seq,
-  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS occurred_at,
+/** The rows at some positions (anchors): `$2` is a bigint[]. @internal */
+export const ROWS_AT_SQL = `SELECT event_id::text AS event_id, chain_seq, this_event_hash, link_alg
+  FROM event_log WHERE workspace_id = $1 AND chain_seq = ANY($2::bigint[])`;
+
+/** The first keyed position (an incremental run starting past it). @internal */
+export const KEYED_FROM_SQL = `SELECT chain_seq FROM event_log
+  WHERE workspace_id = $1 AND link_alg <> '${LINK_V1}' ORDER BY chain_seq LIMIT 1`;
+
+/** Gap markers at or before `$2` (a partial index holds them). @internal */
+export const GAPS_SQL = `SELECT chain_seq, payload FROM event_log
+  WHERE workspace_id = $1 AND event_type = '${CHAIN_GAP_EVENT}' AND chain_seq <= $2 ORDER BY chain_seq`;
+
+const TAIL_SELECT = `SELECT event_id::text AS event_id, event_type, payload, workspace_id, agent_id, instance_id, seq,
+  ${OCCURRED_AT_MS_SQL} AS occurred_at,
   chain_seq, prev_event_hash, this_event_hash
   FROM event_log WHERE workspace_id = $1 AND chain_seq > $2`;
 /** @internal The newest `$3` after `$2` (newest first). */

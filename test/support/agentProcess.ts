@@ -1,11 +1,21 @@
 /**
- * Starts a TypeScript entry point (`test/support/agent.ts`, the CLI's `bin.ts`) as a child
- * process through tsx and follows its stdout lines.
+ * Starts a child process — a TypeScript entry point (`test/support/agent.ts`, the CLI's
+ * `bin.ts`) through tsx, or any command (`npm start`) — and follows its stdout lines.
+ * Every child gets an explicit environment (`childEnv`: no inherited `DATABASE_URL` or
+ * `KORA_*`); a child still running when the test process exits is killed (SIGKILL), so a
+ * timed-out test leaves nothing behind. Tests still stop theirs in `finally` (`stop()`).
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { childEnv } from './env.js';
 
 const script = fileURLToPath(new URL('./agent.ts', import.meta.url));
+
+/** Children not yet exited: killed if this process exits first. */
+const live = new Set<AgentProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
 
 export interface AgentProcess {
   readonly child: ChildProcessWithoutNullStreams;
@@ -21,6 +31,21 @@ export interface AgentProcess {
   final(): Record<string, unknown> | undefined;
   /** stderr so far (for failure messages). */
   stderr(): string;
+  /** Sends `signal` to the child, or to its whole process group when started with `group`. */
+  kill(signal: NodeJS.Signals): void;
+  /** SIGKILL (the group too) unless it has exited; resolves once it has. For `finally`. */
+  stop(): Promise<void>;
+}
+
+export interface ProcessOptions {
+  /** Added to `childEnv()` (PATH and HOME); `undefined` leaves a variable out. */
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  /**
+   * Its own process group (detached), as a shell starts a foreground job: `kill` then
+   * signals the group, the way a terminal's Ctrl-C reaches npm, the shell and the agent.
+   */
+  group?: boolean;
 }
 
 /** The test agent (`test/support/agent.ts`), configured by `env`. */
@@ -28,15 +53,26 @@ export function startAgent(env: Record<string, string>): AgentProcess {
   return startTsProcess(script, [], env);
 }
 
-/** Any TypeScript entry point with arguments; `env` is added to this process's. */
+/** Any TypeScript entry point with arguments; the child's env is `childEnv(env)`. */
 export function startTsProcess(
   entry: string,
   args: readonly string[],
   env: Record<string, string | undefined> = {},
 ): AgentProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
-    env: { ...process.env, ...env },
+  return startProcess(process.execPath, ['--import', 'tsx', entry, ...args], { env });
+}
+
+/** Any command; the child's env is `childEnv(options.env)`. */
+export function startProcess(
+  command: string,
+  args: readonly string[],
+  options: ProcessOptions = {},
+): AgentProcess {
+  const child = spawn(command, args, {
+    env: childEnv(options.env),
     stdio: ['pipe', 'pipe', 'pipe'],
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    detached: options.group ?? false,
   });
   const lines: string[] = [];
   let err = '';
@@ -69,10 +105,25 @@ export function startTsProcess(
   });
   const matches = (line: string, m: string | RegExp) =>
     typeof m === 'string' ? line.includes(m) : m.test(line);
-  return {
+  const kill = (signal: NodeJS.Signals) => {
+    if (child.pid === undefined) return;
+    try {
+      // A group may outlive its leader (an orphaned agent): signal it either way.
+      if (options.group) process.kill(-child.pid, signal);
+      else if (!done) child.kill(signal);
+    } catch {
+      // Gone meanwhile.
+    }
+  };
+  const proc: AgentProcess = {
     child,
     lines,
     exited,
+    kill,
+    async stop() {
+      kill('SIGKILL');
+      await exited;
+    },
     send: (line) => child.stdin.write(`${line}\n`),
     stderr: () => err,
     final() {
@@ -100,4 +151,7 @@ export function startTsProcess(
       });
     },
   };
+  live.add(proc);
+  void exited.then(() => live.delete(proc));
+  return proc;
 }

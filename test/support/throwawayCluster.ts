@@ -1,11 +1,13 @@
 /**
  * A throwaway PostgreSQL cluster for tests that must stop and start the server (the
  * outage test): its own data directory in a fresh temp dir, a free loopback port, trust
- * auth, run as the `postgres` OS user (initdb refuses root). `destroy()` stops it and
+ * auth (or password auth over TCP with `{ password }`: the machine's own service trusts
+ * 127.0.0.1, so only here can a wrong password fail), run as the `postgres` OS user
+ * (initdb refuses root). `destroy()` stops it and
  * removes the directory; call it in `afterAll` — it is safe after any failure.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { chownSync, existsSync, readdirSync } from 'node:fs';
+import { chownSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,9 +16,17 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
+export interface ThrowawayClusterOptions {
+  /**
+   * The `postgres` superuser's password; TCP connections then need a password
+   * (scram-sha-256). Default: none, trust auth.
+   */
+  password?: string;
+}
+
 export interface ThrowawayCluster {
   readonly port: number;
-  /** `postgres://postgres@127.0.0.1:<port>/postgres` */
+  /** `postgres://postgres@127.0.0.1:<port>/postgres` (`postgres:<password>@` with one). */
   readonly url: string;
   readonly dir: string;
   /** Whether the server is up (as far as this helper knows). */
@@ -74,7 +84,9 @@ async function asPostgres(bin: string, args: string[]): Promise<string> {
  * const cluster = await createThrowawayCluster();
  * try { ... await cluster.stop(); ... await cluster.start(); } finally { await cluster.destroy(); }
  */
-export async function createThrowawayCluster(): Promise<ThrowawayCluster> {
+export async function createThrowawayCluster(
+  options: ThrowawayClusterOptions = {},
+): Promise<ThrowawayCluster> {
   const bin = postgresBinDir();
   const dir = await mkdtemp(join(tmpdir(), 'kora-pg-'));
   const data = join(dir, 'data');
@@ -86,7 +98,7 @@ export async function createThrowawayCluster(): Promise<ThrowawayCluster> {
   const pgCtl = join(bin, 'pg_ctl');
   const cluster: ThrowawayCluster = {
     port,
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    url: `postgres://${options.password ? `postgres:${encodeURIComponent(options.password)}` : 'postgres'}@127.0.0.1:${port}/postgres`,
     dir,
     get running() {
       return running;
@@ -128,14 +140,20 @@ export async function createThrowawayCluster(): Promise<ThrowawayCluster> {
       }
     },
   };
+  const auth = ['-A', 'trust'];
+  if (options.password !== undefined) {
+    const pwfile = join(dir, 'pwfile');
+    writeFileSync(pwfile, `${options.password}\n`, { mode: 0o600 });
+    if (asRoot) chownSync(pwfile, ...postgresIds());
+    auth.splice(0, 2, '--auth-local=trust', '--auth-host=scram-sha-256', `--pwfile=${pwfile}`);
+  }
   try {
     await asPostgres(join(bin, 'initdb'), [
       '-D',
       data,
       '-U',
       'postgres',
-      '-A',
-      'trust',
+      ...auth,
       '-E',
       'UTF8',
       '--locale=C',

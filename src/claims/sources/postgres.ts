@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from '../../holder.js';
+import type { PgPoolLike } from '../../sinks/drivers.js';
 import { applyMigrations } from '../../sinks/migrations.js';
 import type { SqlSession } from '../../sinks/sql.js';
 import { OperationalStateInputError, quote } from '../../vocabulary.js';
@@ -16,11 +17,15 @@ import { checkClaimOptions, checkResolution } from './memory.js';
 const TAG = '[kora.operational_state.tickets.postgres]';
 
 export interface PostgresTicketSourceOptions {
-  /** A pool to use; the source never ends it. */
-  pool?: pg.Pool;
+  /** A pool to use (a `pg.Pool`); the source never ends it. */
+  pool?: PgPoolLike;
   /** A session to use instead of a pool, e.g. a `PGlite`; never closed by the source. */
   db?: SqlSession;
-  /** Where to connect when neither `pool` nor `db` is given (default `DATABASE_URL`). */
+  /**
+   * Where to connect when neither `pool` nor `db` is given (default `DATABASE_URL`); the
+   * source owns that pool: `close()` ends it, and its idle connections never keep the
+   * process alive.
+   */
   connectionString?: string;
   /** Connections of the pool the source creates (default 2). */
   maxConnections?: number;
@@ -177,7 +182,8 @@ export function createPostgresTicketSource(
         if (givenDb) s = givenDb;
         else if (givenPool) s = givenPool;
         else {
-          owned = new pg.Pool({ connectionString, max });
+          // Idle connections must not hold the process open (see the Postgres sink).
+          owned = new pg.Pool({ connectionString, max, allowExitOnIdle: true });
           owned.on('error', onError);
           s = owned;
         }
