@@ -41,7 +41,8 @@ function cli(
     execFile(
       process.execPath,
       ['--import', 'tsx', bin, ...args],
-      { env: childEnv(env), timeout: 60_000, killSignal: 'SIGKILL' },
+      // A data dir of its own unless the test names one: never the repository's.
+      { env: childEnv({ KORA_DATA_DIR: tempDir(), ...env }), timeout: 60_000, killSignal: 'SIGKILL' },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
         resolve({ code, stdout, stderr });
@@ -69,7 +70,7 @@ async function startAgentCli(
       '150',
       ...args,
     ],
-    { DATABASE_URL: undefined, KORA_OPERATOR_TOKEN: undefined, ...env },
+    { DATABASE_URL: undefined, KORA_OPERATOR_TOKEN: undefined, KORA_DATA_DIR: tempDir(), ...env },
   );
   const line = await agent.waitFor(/ panel +http:/);
   const url = /(http:\/\/127\.0\.0\.1:\d+)\//.exec(line)![1]!;

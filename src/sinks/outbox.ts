@@ -371,11 +371,12 @@ export class Outbox {
         this.#streak = 0;
         this.#isolate = false;
         if (stored < events.length && !retry) {
-          // A first attempt that found its (instance_id, seq) taken: an instance id reused.
+          // The store skips only the very same event (another one under a taken
+          // (instance_id, seq) is refused): a write whose answer was lost, tried again.
           this.#log(
             'warn',
-            `${this.#tag} ${events.length - stored} event(s) already stored under instance ` +
-              `${quote(events[0]!.instance_id)} (seq ${events[0]!.seq}…) were skipped — is the instance id unique per run?`,
+            `${this.#tag} ${events.length - stored} event(s) of instance ` +
+              `${quote(events[0]!.instance_id)} (seq ${events[0]!.seq}…) were stored already (the same events, written before); skipped`,
           );
         }
         for (const e of batch) {
