@@ -552,10 +552,12 @@ export class OperationalStateHolder {
           if (entry.active) done = this.#invoke(entry, old, next, record);
         });
         entry.tail = started;
-        handled = started.then(() => done).then(() => {
-          pending.delete(entry);
-          if (entry.tail === started) entry.overrun = false;
-        });
+        handled = started
+          .then(() => done)
+          .then(() => {
+            pending.delete(entry);
+            if (entry.tail === started) entry.overrun = false;
+          });
       } else {
         const tail: Promise<void> = entry.tail.then(async () => {
           if (entry.active) await this.#invoke(entry, old, next, record);

@@ -42,7 +42,11 @@ function cli(
       process.execPath,
       ['--import', 'tsx', bin, ...args],
       // A data dir of its own unless the test names one: never the repository's.
-      { env: childEnv({ KORA_DATA_DIR: tempDir(), ...env }), timeout: 60_000, killSignal: 'SIGKILL' },
+      {
+        env: childEnv({ KORA_DATA_DIR: tempDir(), ...env }),
+        timeout: 60_000,
+        killSignal: 'SIGKILL',
+      },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
         resolve({ code, stdout, stderr });
@@ -113,7 +117,9 @@ describe('kora-opstate start on the embedded PGlite store', () => {
 
   it('boots through its gates to ready and serves /readyz 200', async () => {
     const boot = await agent.waitFor(/^\[kora-opstate\] boot +/);
-    expect(boot).toMatch(/boot +ready \(event_store pass, instance_id pass, ticket_queue pass, schema_epoch pass\)/);
+    expect(boot).toMatch(
+      /boot +ready \(event_store pass, instance_id pass, ticket_queue pass, schema_epoch pass\)/,
+    );
     expect(agent.lines).toContainEqual(
       expect.stringMatching(/#1 booting → ready +boot\.gates_passed/),
     );

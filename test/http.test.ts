@@ -784,8 +784,14 @@ describe('options', () => {
       'holder must be an OperationalStateHolder or a function returning one, got "mine"',
     ],
     [{ registry: {} }, 'registry must be a prom-client Registry'],
-    [{ sink: { outboxDepth: 3 } }, 'sink must be an object (or the emit listener) with a `stats` object'],
-    [{ emitter: 5 }, 'emitter must be an object (or the emit listener) with a `stats` object, got 5'],
+    [
+      { sink: { outboxDepth: 3 } },
+      'sink must be an object (or the emit listener) with a `stats` object',
+    ],
+    [
+      { emitter: 5 },
+      'emitter must be an object (or the emit listener) with a `stats` object, got 5',
+    ],
     [{ logger: { error() {} } }, 'logger must be a console-compatible logger'],
     [{ title: 3 }, 'title must be a string, got 3'],
   ])('refuses %j', (options, message) => {

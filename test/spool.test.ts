@@ -264,7 +264,9 @@ describe('a durable sink with a spool', () => {
       expect(holder.history().length).toBe(7); // the state machine kept moving
       expect(sink.stats).toMatchObject({ outboxDepth: 4, dropped: 3 });
       expect(emit.stats.failures).toBe(3);
-      const status = (await (await handler(new Request('http://localhost/api/operational-state'))).json()) as {
+      const status = (await (
+        await handler(new Request('http://localhost/api/operational-state'))
+      ).json()) as {
         chain: Record<string, unknown>;
       };
       expect(status.chain).toMatchObject({ outbox_depth: 4, dropped: 3 });

@@ -150,7 +150,12 @@ export class SqlEventSink implements DurableChainSink {
     this.#spool =
       options.spoolDir === undefined
         ? undefined
-        : new Spool({ dir: options.spoolDir, limit, logger: this.#logger, tag: `${backend.tag} spool` });
+        : new Spool({
+            dir: options.spoolDir,
+            limit,
+            logger: this.#logger,
+            tag: `${backend.tag} spool`,
+          });
     this.#outbox = new Outbox((events) => this.#write(events), {
       // With a spool, the spool holds the bound; the outbox only mirrors what it holds.
       limit: this.#spool ? Number.MAX_SAFE_INTEGER : limit,
@@ -161,7 +166,9 @@ export class SqlEventSink implements DurableChainSink {
       random: options.random,
       isPermanent: isPermanentSqlError,
       ...(this.#spool
-        ? { closeNote: `they stay in the spool ${this.#spool.dir} and the next run stores them first` }
+        ? {
+            closeNote: `they stay in the spool ${this.#spool.dir} and the next run stores them first`,
+          }
         : {}),
     });
   }
@@ -290,14 +297,14 @@ export class SqlEventSink implements DurableChainSink {
   /** The chain's record of an overflow: it takes the first dropped event's `seq`. */
   #gapEvent(gap: SpoolGap, like: ChainEvent): ChainEvent {
     return {
-        event_type: 'kora.chain.gap',
-        payload: { ...gap, reason: 'spool overflow: the store was unreachable too long' },
-        workspace_id: this.workspaceId,
-        ...(like.agent_id !== undefined ? { agent_id: like.agent_id } : {}),
-        instance_id: gap.instance_id,
-        seq: gap.from_seq,
-        occurred_at: like.occurred_at,
-      };
+      event_type: 'kora.chain.gap',
+      payload: { ...gap, reason: 'spool overflow: the store was unreachable too long' },
+      workspace_id: this.workspaceId,
+      ...(like.agent_id !== undefined ? { agent_id: like.agent_id } : {}),
+      instance_id: gap.instance_id,
+      seq: gap.from_seq,
+      occurred_at: like.occurred_at,
+    };
   }
 
   /**
