@@ -627,6 +627,16 @@ describe('kora-opstate commands and flags', () => {
       { DATABASE_URL: 'mysql://u:pw@x/y' },
       'invalid DATABASE_URL "mysql://u:***@x/y": not a postgres:// URL',
     ],
+    [
+      ['start', '--agent-id', 'a/b'],
+      {},
+      /^invalid --agent-id: agent id must be 1–200 characters of letters, digits .*, got "a\/b"$/,
+    ],
+    [
+      ['start'],
+      { KORA_AGENT_ID: '../x' },
+      /^invalid KORA_AGENT_ID: agent id must be .*, got "\.\.\/x"$/,
+    ],
     [['events', '-n', '0'], {}, 'invalid --limit "0": expected a whole number from 1 to 1000'],
     [['events', 'extra'], {}, 'unexpected argument "extra"'],
     [['diagram', '--format', 'png'], {}, 'unknown --format "png"; expected mermaid or svg'],

@@ -120,7 +120,7 @@ ${STORE_USAGE}
         values['chain-key-file'] === undefined
           ? undefined
           : resolve(io.cwd, values['chain-key-file'] as string),
-      agentId: parseAgentFlag((values['agent-id'] as string | undefined) ?? io.env.KORA_AGENT_ID),
+      agentId: parseAgentFlag(values['agent-id'] as string | undefined, io.env.KORA_AGENT_ID),
       instanceId: (values['instance-id'] as string | undefined) ?? defaultInstanceId(),
       instanceIdGiven: values['instance-id'] !== undefined,
       tickets: intFlag('tickets', values.tickets, 0, 10_000),
@@ -177,12 +177,13 @@ interface Settings {
   bootRetryMs: number;
 }
 
-/** `--agent-id` / `KORA_AGENT_ID`, or a usage error naming the value. */
-function parseAgentFlag(value: string | undefined): string {
+/** `--agent-id`, else `KORA_AGENT_ID`: a usage error naming where the bad value came from. */
+function parseAgentFlag(flag: string | undefined, env: string | undefined): string {
+  const from = flag !== undefined ? '--agent-id' : env !== undefined ? 'KORA_AGENT_ID' : 'default';
   try {
-    return parseAgentId(value ?? DEFAULT_AGENT_ID, 'agent id');
+    return parseAgentId(flag ?? env ?? DEFAULT_AGENT_ID, 'agent id');
   } catch (err) {
-    throw new UsageError(`invalid --agent-id: ${(err as Error).message}`);
+    throw new UsageError(`invalid ${from}: ${(err as Error).message}`);
   }
 }
 
