@@ -3,21 +3,13 @@
  * environment, a given file, the data dir's `chain.key` generated once (exclusive, 0600),
  * never generated for a verifier, and errors that name the source — never the key.
  */
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ChainKeyError, resolveChainKey } from '../src/chainKey.js';
+import { tempDirs } from './support/cli.js';
 
-const dirs: string[] = [];
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), 'kora-key-'));
-  dirs.push(d);
-  return d;
-};
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs('kora-key-');
 
 const KEY = 'an-operator-supplied-chain-key-0123456789';
 

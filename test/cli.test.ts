@@ -3,12 +3,9 @@
  * PGlite store and on the real Postgres service, `events`, `verify-chain` (also through
  * the running agent, and after tampering), `table`, `diagram`, and bad flags (exit 2).
  */
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,43 +14,15 @@ import { toMermaid } from '../src/diagram.js';
 import { createPostgresSink } from '../src/sinks/postgres.js';
 import { TRANSITION_TABLE } from '../src/table.js';
 import { type AgentProcess, startTsProcess } from './support/agentProcess.js';
-import { childEnv } from './support/env.js';
+import { CLI_BIN as bin, runCli, tempDirs } from './support/cli.js';
 import { createTestSchema, type TestSchema, urlWithSchema } from './support/postgres.js';
 import { createThrowawayCluster, type ThrowawayCluster } from './support/throwawayCluster.js';
 
-const bin = fileURLToPath(new URL('../src/cli/bin.ts', import.meta.url));
-const dirs: string[] = [];
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), 'kora-cli-'));
-  dirs.push(d);
-  return d;
-};
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs('kora-cli-');
 
-/** Runs one short CLI command to its end. */
-function cli(
-  args: string[],
-  env: Record<string, string | undefined> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', bin, ...args],
-      // A data dir of its own unless the test names one: never the repository's.
-      {
-        env: childEnv({ KORA_DATA_DIR: tempDir(), ...env }),
-        timeout: 60_000,
-        killSignal: 'SIGKILL',
-      },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+/** Runs one short CLI command to its end, in a data dir of its own unless the test names one. */
+const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
+  runCli(args, { KORA_DATA_DIR: tempDir(), ...env });
 
 /** `start` with fast demo settings; resolves once its panel URL is printed. */
 async function startAgentCli(

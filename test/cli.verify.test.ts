@@ -5,19 +5,8 @@
  * `--expect-head`, an empty workspace is said plainly, a missing key is named — on the
  * embedded store directly, on PostgreSQL, and through a running agent.
  */
-import { execFile } from 'node:child_process';
-import {
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GENERIC_TRANSITION_EVENT } from '../src/emit.js';
 import type { DurableChainSink } from '../src/sinks/durable.js';
@@ -25,38 +14,13 @@ import { createPgliteSink } from '../src/sinks/pglite.js';
 import { createPostgresSink } from '../src/sinks/postgres.js';
 import type { ChainEvent } from '../src/sinks/types.js';
 import { startTsProcess } from './support/agentProcess.js';
-import { childEnv } from './support/env.js';
+import { CLI_BIN as bin, runCli, tempDirs } from './support/cli.js';
 import { createTestSchema, type TestSchema } from './support/postgres.js';
 
-const bin = fileURLToPath(new URL('../src/cli/bin.ts', import.meta.url));
 const KEY = 'cli-verify-test-chain-key-0123456789abcdef';
-const dirs: string[] = [];
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), 'kora-verify-'));
-  dirs.push(d);
-  return d;
-};
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-/** One CLI command to its end, in an explicit environment. */
-function cli(
-  args: string[],
-  env: Record<string, string | undefined> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', bin, ...args],
-      { env: childEnv(env), timeout: 120_000 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const tempDir = tempDirs('kora-verify-');
+const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
+  runCli(args, env, 120_000);
 
 const event = (ws: string, instance: string, seq: number): ChainEvent => ({
   event_type: GENERIC_TRANSITION_EVENT,

@@ -5,28 +5,21 @@
  * `kora-opstate start` processes on one directory.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { acquireStoreLock, readStoreLock } from '../src/cli/store.js';
+import { tempDirs } from './support/cli.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const taker = fileURLToPath(new URL('./support/lockTaker.ts', import.meta.url));
 const bin = fileURLToPath(new URL('../src/cli/bin.ts', import.meta.url));
 const LOCK = 'agent.lock.json';
 
-const dirs: string[] = [];
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), 'kora-lock-'));
-  dirs.push(d);
-  return d;
-};
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs('kora-lock-');
 
 /** A child process with an explicit environment (no DATABASE_URL, no KORA_*). */
 interface Child {
