@@ -144,6 +144,18 @@ export const parseDegradationReason = oneOf(DEGRADATION_REASONS, 'degradation re
 /** Returns `value` as a `PauseCause` or throws an `OperationalStateInputError` naming it. */
 export const parsePauseCause = oneOf(PAUSE_CAUSES, 'pause cause');
 
+/** @internal A positive whole number, or an `OperationalStateInputError` naming `field`. */
+export function parsePositiveInt(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new OperationalStateInputError(
+      field,
+      value,
+      `${field} must be a positive integer, got ${quote(value)}`,
+    );
+  }
+  return value;
+}
+
 /** Validates a list of reasons; returns it sorted and unique. */
 export function parseReasons(value: unknown, field = 'degradationReasons'): DegradationReason[] {
   if (!Array.isArray(value)) {

@@ -9,7 +9,7 @@
  * and counted — never silently.
  */
 import type { Logger } from '../holder.js';
-import { OperationalStateInputError, quote } from '../vocabulary.js';
+import { OperationalStateInputError, parsePositiveInt, quote } from '../vocabulary.js';
 import type { DurableSinkStats } from './sql.js';
 import type { ChainEvent } from './types.js';
 
@@ -91,17 +91,6 @@ interface Entry {
   settle?: { resolve(): void; reject(err: unknown): void };
 }
 
-function positive(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new OperationalStateInputError(
-      field,
-      value,
-      `${field} must be a positive integer, got ${quote(value)}`,
-    );
-  }
-  return value;
-}
-
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /**
@@ -152,9 +141,12 @@ export class Outbox {
       );
     }
     this.#write = write;
-    this.#limit = positive(options.limit ?? defaults.limit, 'outboxLimit');
-    this.#initialMs = positive(options.retry?.initialMs ?? defaults.initialMs, 'retry.initialMs');
-    this.#maxMs = positive(options.retry?.maxMs ?? defaults.maxMs, 'retry.maxMs');
+    this.#limit = parsePositiveInt(options.limit ?? defaults.limit, 'outboxLimit');
+    this.#initialMs = parsePositiveInt(
+      options.retry?.initialMs ?? defaults.initialMs,
+      'retry.initialMs',
+    );
+    this.#maxMs = parsePositiveInt(options.retry?.maxMs ?? defaults.maxMs, 'retry.maxMs');
     if (this.#maxMs < this.#initialMs) {
       throw new OperationalStateInputError(
         'retry.maxMs',
@@ -162,7 +154,7 @@ export class Outbox {
         `retry.maxMs (${this.#maxMs}) must be ≥ retry.initialMs (${this.#initialMs})`,
       );
     }
-    this.#batchSize = positive(options.batchSize ?? defaults.batchSize, 'batchSize');
+    this.#batchSize = parsePositiveInt(options.batchSize ?? defaults.batchSize, 'batchSize');
     this.#tag = options.tag ?? defaults.tag;
     this.#logger = options.logger ?? console;
     this.#timers = options.timers ?? {

@@ -27,7 +27,7 @@ import {
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../holder.js';
-import { OperationalStateInputError, quote } from '../vocabulary.js';
+import { OperationalStateInputError, parsePositiveInt, quote } from '../vocabulary.js';
 import type { ChainEvent } from './types.js';
 
 /** Options of {@link Spool}; all optional but `dir`. */
@@ -155,17 +155,6 @@ export function decodeSegment(bytes: Buffer): {
   return { records, goodBytes: at };
 }
 
-function positive(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new OperationalStateInputError(
-      field,
-      value,
-      `${field} must be a positive integer, got ${quote(value)}`,
-    );
-  }
-  return value;
-}
-
 /**
  * The append-only, fsynced spool of one agent's chain events.
  *
@@ -222,8 +211,8 @@ export class Spool {
       );
     }
     this.dir = options.dir;
-    this.#limit = positive(options.limit ?? defaults.limit, 'spool.limit');
-    this.#segmentBytes = positive(
+    this.#limit = parsePositiveInt(options.limit ?? defaults.limit, 'spool.limit');
+    this.#segmentBytes = parsePositiveInt(
       options.segmentBytes ?? defaults.segmentBytes,
       'spool.segmentBytes',
     );
