@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { makeEmitListener } from '../src/emit.js';
 import {
   createOperationalStateHolder,
   getHolder,
@@ -8,6 +9,7 @@ import {
   resetHolderForTests,
   type TransitionRecord,
 } from '../src/holder.js';
+import { createMemorySink } from '../src/sinks/memory.js';
 import type { OperationalState } from '../src/vocabulary.js';
 import { recordingLogger } from './support/logger.js';
 
@@ -509,6 +511,75 @@ describe('holder: listeners', () => {
   it('refuses a listener that is not a function, naming it', () => {
     const h = createOperationalStateHolder();
     expect(() => h.addListener('nope' as never)).toThrow(/listener must be a function, got "nope"/);
+  });
+});
+
+describe('holder: pipelined listeners', () => {
+  it('the next change is delivered once the last delivery has started; each transition still waits for its own', async () => {
+    const h = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
+    const started: number[] = [];
+    const gates = new Map<number, ReturnType<typeof deferred>>();
+    h.addListener(
+      (_old, _next, record) => {
+        // The synchronous part: runs in commit order, never interleaved.
+        started.push(record.seq);
+        const gate = deferred();
+        gates.set(record.seq, gate);
+        return gate.promise;
+      },
+      { pipelined: true },
+    );
+    const settled: number[] = [];
+    const sends = [1, 2, 3].map((i) =>
+      h.send({ type: 'update', trigger: `u${i}` }).then(() => settled.push(i)),
+    );
+    // All three deliveries start while the first one's promise is still pending.
+    await vi.waitFor(() => expect(started).toEqual([1, 2, 3]));
+    expect(settled).toEqual([]);
+    // The second finishes first: only its transition resolves.
+    gates.get(2)!.resolve();
+    await vi.waitFor(() => expect(settled).toEqual([2]));
+    gates.get(1)!.resolve();
+    gates.get(3)!.resolve();
+    await Promise.all(sends);
+    expect(settled.sort()).toEqual([1, 2, 3]);
+  });
+
+  it('a plain listener is not pipelined: the second delivery waits for the first to settle', async () => {
+    const h = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
+    const started: number[] = [];
+    const first = deferred();
+    h.addListener((_old, _next, record) => {
+      started.push(record.seq);
+      return record.seq === 1 ? first.promise : undefined;
+    });
+    const a = h.send({ type: 'update', trigger: 'a' });
+    const b = h.send({ type: 'update', trigger: 'b' });
+    await vi.waitFor(() => expect(started).toEqual([1]));
+    await new Promise((r) => setImmediate(r));
+    expect(started).toEqual([1]);
+    first.resolve();
+    await Promise.all([a, b]);
+    expect(started).toEqual([1, 2]);
+  });
+
+  it('a listener may ask for it itself (as the chain emit listener does)', async () => {
+    const h = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
+    const started: number[] = [];
+    const gate = deferred();
+    const listener = Object.assign(
+      (_old: OperationalState, _next: OperationalState, record: TransitionRecord) => {
+        started.push(record.seq);
+        return gate.promise;
+      },
+      { pipelined: true as const },
+    );
+    h.addListener(listener);
+    const sends = [h.send({ type: 'update' }), h.send({ type: 'update' })];
+    await vi.waitFor(() => expect(started).toEqual([1, 2]));
+    gate.resolve();
+    await Promise.all(sends);
+    expect(makeEmitListener(createMemorySink({ workspaceId: 'ws' })).pipelined).toBe(true);
   });
 });
 
