@@ -10,6 +10,7 @@ import { Outbox, type OutboxOptions } from './outbox.js';
 import { Spool, type SpoolGap, type SpoolStats } from './spool.js';
 import {
   APPEND_SQL,
+  CHAIN_GAP_EVENT,
   type DurableSinkStats,
   isPermanentSqlError,
   type PositionedChainEvent,
@@ -243,8 +244,10 @@ export class SqlEventSink implements DurableChainSink {
   }
 
   /**
-   * Appends one committed change's events. Rejects when they are not stored yet; they
-   * then stay queued in order and are retried (see `stats.outboxDepth`).
+   * Appends one committed change's events. With a spool, resolves once they are fsynced
+   * there (the store gets them behind it, in order); without one, resolves once the store
+   * has them and rejects when it has not yet — they then stay queued in order and are
+   * retried (see `stats.outboxDepth`).
    */
   append(events: ChainEvent[]): Promise<void> {
     for (const e of events) {
@@ -297,7 +300,7 @@ export class SqlEventSink implements DurableChainSink {
   /** The chain's record of an overflow: it takes the first dropped event's `seq`. */
   #gapEvent(gap: SpoolGap, like: ChainEvent): ChainEvent {
     return {
-      event_type: 'kora.chain.gap',
+      event_type: CHAIN_GAP_EVENT,
       payload: { ...gap, reason: 'spool overflow: the store was unreachable too long' },
       workspace_id: this.workspaceId,
       ...(like.agent_id !== undefined ? { agent_id: like.agent_id } : {}),
