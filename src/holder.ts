@@ -610,23 +610,29 @@ export class OperationalStateHolder {
   }
 }
 
-/** Trigger keywords that name one of two rows sharing a `(from, to)` pair (SPEC §3). */
+/**
+ * Trigger keywords (case-insensitive substrings, the seed's leniency) that pick the
+ * specialised one of two rows sharing a `(from, to)` pair (SPEC §3).
+ */
 const ROW_KEYWORDS: readonly [string, OperationalEventType][] = [
-  ['STOP-KORA', 'stop'],
   ['epoch', 'boot.epoch_mismatch'],
   ['credit', 'resume.credit_refresh'],
+  ['invariant gate failure', 'boot.gate_failed'],
+  ['retry budget', 'boot.gate_failed'],
 ];
 
 /**
- * Where two rows share a pair, the trigger's keyword picks its row; without one, the
- * row no keyword names (booting → paused without "epoch" is a pause, paused → ready
- * without "credit" an operator reset) — taking literally "the first row" there would
- * make every plain pause during boot an epoch mismatch.
+ * Where two rows share a pair, a keyword picks the specialised row; without one, the
+ * pair's plain row — the one no keyword names: booting → paused is a `pause` (row 9),
+ * paused → ready an operator reset (row 11), booting → stopped a `stop` (row 15). Taking
+ * literally "the first row" made row 11 unreachable and every plain stop during boot a
+ * boot failure (SPEC §3, decided 2026-11-26).
  */
 function pickRow(rows: TransitionRow[], trigger: string): TransitionRow {
   if (rows.length === 1) return rows[0]!;
+  const text = trigger.toLowerCase();
   for (const [word, event] of ROW_KEYWORDS) {
-    const row = trigger.includes(word) ? rows.find((r) => r.event === event) : undefined;
+    const row = text.includes(word) ? rows.find((r) => r.event === event) : undefined;
     if (row) return row;
   }
   return rows.find((r) => !ROW_KEYWORDS.some(([, e]) => e === r.event)) ?? rows[0]!;

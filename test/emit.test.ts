@@ -198,6 +198,13 @@ describe('selectExtraEvent', () => {
     ).toBeUndefined();
   });
 
+  it('booting → stopped without a keyword is the plain stop (row 15): no boot failure', async () => {
+    const { holder, last } = recorded();
+    await holder.transitionTo('stopped', 'SIGTERM received');
+    expect(last().record.event).toBe('stop');
+    expect(extraOf(last())).toBeUndefined();
+  });
+
   it('a stop from elsewhere is never a boot failure', async () => {
     const { holder, last } = recorded('ready');
     await holder.transitionTo('stopped', 'invariant gate failure');

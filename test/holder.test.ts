@@ -251,6 +251,15 @@ describe('holder: transitions', () => {
     await failed.transitionTo('stopped', 'invariant gate failure: schema');
     expect(failed.history().at(-1)?.event).toBe('boot.gate_failed');
 
+    const spent = createOperationalStateHolder();
+    await spent.transitionTo('stopped', 'Retry budget exhausted: "event_store"');
+    expect(spent.history().at(-1)?.event).toBe('boot.gate_failed');
+
+    // Without a keyword, booting → stopped is the plain stop (row 15), not a boot failure.
+    const plain = createOperationalStateHolder();
+    await plain.transitionTo('stopped', 'SIGTERM received');
+    expect(plain.history().at(-1)?.event).toBe('stop');
+
     const epoch = createOperationalStateHolder();
     await epoch.transitionTo('paused', 'gate 3b epoch mismatch');
     expect(epoch.history().at(-1)?.event).toBe('boot.epoch_mismatch');
