@@ -1,13 +1,15 @@
 /**
- * Generated paths: every shortest and simple path of the §9.1 machine from its initial
- * state (xstate/graph), replayed through a fresh holder and checked state by state.
- * At every step, each event the machine refuses there is tried too: the holder must
- * reject it and keep its state — that is where the guards' `false` outcomes and the
- * claim-permission invariant are exercised.
+ * Generated paths, anchored to the spec. Every shortest and simple path of the machine
+ * from its initial state (xstate/graph) is replayed through a fresh holder, and every step
+ * is checked against test/support/specTable.ts — the §9.1 table typed from SPEC §2, not
+ * read from the machine. The paths must show every fixture row taken with its effect,
+ * every guard both holding and refusing, claims refused where the invariant forbids them
+ * and nothing changing once stopped. So a row deleted from the machine fails here (no path
+ * takes it), and so does a changed effect or guard (a step differs from the spec).
  */
 
 import { describe, expect, it } from 'vitest';
-import { type SnapshotFrom, transition } from 'xstate';
+import type { SnapshotFrom } from 'xstate';
 import { getShortestPaths, getSimplePaths } from 'xstate/graph';
 import {
   type OperationalEvent,
@@ -15,13 +17,26 @@ import {
   operationalStateMachine,
 } from '../machines/operationalState.machine.js';
 import { createOperationalStateHolder, InvalidStateTransitionError } from '../src/holder.js';
-import { TRANSITION_TABLE } from '../src/table.js';
-import { NO_CLAIM_STATES, type PrimaryState } from '../src/vocabulary.js';
+import type { OperationalState } from '../src/vocabulary.js';
+import {
+  DEFAULT_PAUSE_CAUSE,
+  PAUSE_CAUSE_ADDS,
+  rowAdds,
+  SPEC_GUARDS,
+  SPEC_INITIAL,
+  SPEC_NO_CLAIM_STATES,
+  SPEC_ROWS,
+  type SpecRow,
+  type SpecState,
+  specStep,
+} from './support/specTable.js';
 
 type Snap = SnapshotFrom<OperationalStateMachine>;
 
 const RETRY_BUDGET = 1;
 
+// What the traversal may send: the parameters that reach every row, pause cause, guard
+// outcome and invariant of the fixture (the coverage check below says if one is missing).
 const EVENTS: OperationalEvent[] = [
   { type: 'boot.gates_passed' },
   { type: 'boot.gate_retry', gate: 'db' },
@@ -29,119 +44,186 @@ const EVENTS: OperationalEvent[] = [
   { type: 'boot.epoch_mismatch' },
   { type: 'claim.acquired' },
   { type: 'claim.released' },
-  { type: 'pause', cause: 'operator' },
+  { type: 'pause' },
   { type: 'pause', cause: 'cost_limit' },
+  { type: 'pause', cause: 'operator' },
+  { type: 'pause', cause: 'substrate' },
+  { type: 'pause', cause: 'stop_kora' },
   { type: 'resume.credit_refresh', reconciledSpendUsd: 10, thresholdUsd: 100 },
   { type: 'resume.credit_refresh', reconciledSpendUsd: 150, thresholdUsd: 100 },
   { type: 'resume.operator_reset' },
   { type: 'stop' },
   { type: 'update', addReasons: ['auth'] },
   { type: 'update', removeReasons: ['auth'], claimPermission: 'critical_only' },
-  // Asking for claims where none may be granted: refused by the machine.
+  // Asking for claims where none may be granted: refused by the spec.
   { type: 'update', claimPermission: 'normal' },
   { type: 'pause', claimPermission: 'normal' },
 ];
 
-function primaryOf(s: Snap): PrimaryState {
+function primaryOf(s: Snap): string {
   let v: unknown = s.value;
   while (v && typeof v === 'object') v = Object.values(v)[0];
-  return v as PrimaryState;
+  return String(v);
 }
 
-// Node identity for the traversal: the primary state and what the guards read.
+// Node identity for the traversal: the primary state and what the guards read. Retry
+// counts are capped so that a machine ignoring its budget still has a finite graph.
 const serializeState = (s: Snap) =>
-  JSON.stringify([primaryOf(s), s.context.claimHeld, s.context.retries, s.context.claimPermission]);
+  JSON.stringify([
+    primaryOf(s),
+    s.context.claimHeld,
+    Object.entries(s.context.retries).map(([g, n]) => [g, Math.min(n, RETRY_BUDGET + 1)]),
+    s.context.claimPermission,
+  ]);
 
-const traversal = {
-  events: EVENTS,
-  input: { retryBudget: RETRY_BUDGET },
-  serializeState,
-} as const;
+// Every pause cause is offered from ready; elsewhere only the default and `cost_limit`:
+// the cause → reason rule belongs to the event (SPEC §2), and offering all four from every
+// state triples the simple paths.
+const READY_ONLY = EVENTS.filter((e) => e.type === 'pause' && e.cause && e.cause !== 'cost_limit');
+const eventsAt = (s: Snap) =>
+  primaryOf(s) === 'ready' ? EVENTS : EVENTS.filter((e) => !READY_ONLY.includes(e));
 
-/** The events the bare machine refuses in `snapshot` (no transition is taken). */
-function refusedAt(snapshot: Snap): OperationalEvent[] {
-  if (snapshot.status !== 'active') return EVENTS;
-  return EVENTS.filter((e) => transition(operationalStateMachine, snapshot, e)[0] === snapshot);
+interface Step {
+  event: OperationalEvent;
+  /** The machine's graph node after the event. */
+  state: Snap;
 }
 
-describe('generated paths (xstate/graph)', () => {
-  const shortest = getShortestPaths(operationalStateMachine, traversal);
-  const simple = getSimplePaths(operationalStateMachine, traversal);
-  const paths = [...shortest, ...simple];
+/**
+ * Shortest and simple paths, without those that are a prefix of another: replaying the
+ * longer one checks the same steps from the same fresh start.
+ */
+let generated: Step[][] | undefined;
+function generatedPaths(): Step[][] {
+  if (generated) return generated;
+  const traversal = { events: eventsAt, input: { retryBudget: RETRY_BUDGET }, serializeState };
+  const all = [
+    ...getShortestPaths(operationalStateMachine, traversal),
+    ...getSimplePaths(operationalStateMachine, traversal),
+  ].map((p) => p.steps.slice(1) as Step[]);
+  const keyOf = (steps: Step[]) => steps.map((s) => `${JSON.stringify(s.event)}\n`).join('');
+  const byKey = new Map(all.map((steps) => [keyOf(steps), steps]));
+  const keys = [...byKey.keys()].sort();
+  // Sorted, a path's extensions follow it directly.
+  generated = keys.filter((k, i) => !keys[i + 1]?.startsWith(k)).map((k) => byKey.get(k)!);
+  return generated;
+}
 
-  it('generates shortest and simple paths from the initial state', () => {
-    expect(shortest.length).toBeGreaterThan(10);
-    expect(simple.length).toBeGreaterThan(shortest.length);
+const show = (e: OperationalEvent) => JSON.stringify(e);
+const stateOf = (s: SpecState): OperationalState => ({
+  primaryState: s.primaryState,
+  claimPermission: s.claimPermission,
+  degradationReasons: s.degradationReasons,
+});
+
+/** Everything the paths must show, named from the fixture alone. */
+const REQUIRED = [
+  ...SPEC_ROWS.map((r) => `row ${r.row}`),
+  ...Object.keys(PAUSE_CAUSE_ADDS).map((c) => `pause cause ${c}`),
+  `pause without a cause (${DEFAULT_PAUSE_CAUSE})`,
+  ...Object.entries(SPEC_GUARDS).flatMap(([g, { refusals }]) =>
+    refusals.map((why) => `${g} refused: ${why}`),
+  ),
+  ...SPEC_NO_CLAIM_STATES.filter((s) => s !== 'stopped').map((s) => `claims refused in ${s}`),
+  'nothing changes once stopped',
+];
+
+/** The row's own effect is visible: the event adds nothing itself, and the row changes something. */
+function showsEffect(row: SpecRow, before: SpecState, event: OperationalEvent): boolean {
+  if (event.claimPermission || event.addReasons || event.removeReasons) return false;
+  const reasons = before.degradationReasons;
+  return (
+    rowAdds(row, event).every((r) => !reasons.includes(r)) &&
+    row.removes.every((r) => reasons.includes(r)) &&
+    (row.claim !== 'keep' || before.claimPermission !== 'normal')
+  );
+}
+
+describe('generated paths (xstate/graph), checked against the SPEC §2 fixture', () => {
+  it('generates paths from the initial state', () => {
+    const paths = generatedPaths();
+    expect(paths.length).toBeGreaterThan(100);
+    expect(new Set(paths.map((p) => p.length)).size).toBeGreaterThan(5);
   });
 
-  it('replays every path through a fresh holder; the holder agrees state by state', async () => {
-    const rowsTaken = new Set<number>();
-    const guards = { retryBudgetLeft: new Set<boolean>(), creditRefreshSafe: new Set<boolean>() };
-    const invariantRefusals = new Set<PrimaryState>();
-    // Refusals depend only on the state: try them once per distinct state.
-    const refusalsChecked = new Set<string>();
+  it('replays every path through a fresh holder; each step is what the spec says', async () => {
+    const covered = new Set<string>();
+    // Refusals depend only on the spec state: try them once per distinct one.
+    const refusalsTried = new Set<string>();
 
-    for (const path of paths) {
+    for (const path of generatedPaths()) {
       const holder = createOperationalStateHolder({ retryBudget: RETRY_BUDGET, logger: silent });
-      let expected: Snap = path.steps[0]!.state;
-      for (const step of path.steps.slice(1)) {
-        // Everything the machine refuses here, the holder refuses, state unchanged.
-        const from = holder.current;
-        const key = JSON.stringify([serializeState(expected), from.degradationReasons]);
-        const refusals = refusalsChecked.has(key) ? [] : refusedAt(expected);
-        refusalsChecked.add(key);
-        for (const refused of refusals) {
-          await expect(holder.send(refused)).rejects.toBeInstanceOf(InvalidStateTransitionError);
-          expect(holder.current).toBe(from);
-          if (from.primaryState === 'booting' && refused.type === 'boot.gate_retry')
-            guards.retryBudgetLeft.add(false);
-          if (from.primaryState === 'paused' && refused.type === 'resume.credit_refresh') {
-            guards.creditRefreshSafe.add(false);
-          }
-          if (refused.claimPermission === 'normal' && NO_CLAIM_STATES.includes(from.primaryState)) {
-            invariantRefusals.add(from.primaryState);
+      let spec = SPEC_INITIAL;
+      expect(holder.current).toEqual(stateOf(spec));
+      for (const step of path) {
+        const key = JSON.stringify(spec);
+        if (!refusalsTried.has(key)) {
+          refusalsTried.add(key);
+          for (const event of EVENTS) {
+            const outcome = specStep(spec, event, RETRY_BUDGET);
+            if (outcome.taken) continue;
+            const from = holder.current;
+            const label = `${from.primaryState} ${show(event)} (spec refuses: ${outcome.why})`;
+            const got = await holder.send(event).then(
+              (s) => `accepted → ${JSON.stringify(s)}`,
+              (err: unknown) => err,
+            );
+            expect(got, `${label}: the holder must reject it`).toBeInstanceOf(
+              InvalidStateTransitionError,
+            );
+            expect(holder.current, `${label}: state unchanged`).toBe(from);
+            if (outcome.row?.guard) covered.add(`${outcome.row.guard} refused: ${outcome.why}`);
+            if (event.claimPermission === 'normal')
+              covered.add(`claims refused in ${from.primaryState}`);
           }
         }
-        const event = step.event as OperationalEvent;
-        const next = await holder.send(event);
-        // The bare machine, stepped by the same events, is the reference; the traversal's
-        // node for this step must agree on everything it tells states apart by.
-        expected = transition(operationalStateMachine, expected, event)[0];
-        expect(serializeState(expected)).toBe(serializeState(step.state));
-        const row = TRANSITION_TABLE.find(
-          (r) => r.from === from.primaryState && r.event === event.type,
-        );
-        if (row) rowsTaken.add(row.row);
-        if (event.type === 'boot.gate_retry') guards.retryBudgetLeft.add(true);
-        if (event.type === 'resume.credit_refresh') guards.creditRefreshSafe.add(true);
 
-        expect(next.primaryState).toBe(primaryOf(expected));
-        expect(next.claimPermission).toBe(expected.context.claimPermission);
-        expect(next.degradationReasons).toEqual(expected.context.degradationReasons);
-        expect(holder.snapshot.value).toEqual(expected.value);
-        // The claim-permission invariant holds at every step.
-        if (NO_CLAIM_STATES.includes(next.primaryState)) expect(next.claimPermission).toBe('none');
+        const { event } = step;
+        const outcome = specStep(spec, event, RETRY_BUDGET);
+        const label = `${spec.primaryState} ${show(event)}${outcome.row ? ` (row ${outcome.row.row})` : ''}`;
+        if (!outcome.taken) {
+          expect.fail(`${label}: the machine takes it, the spec refuses it (${outcome.why})`);
+        }
+        const next = await holder.send(event);
+        expect(next, `${label}: state and effect per the spec`).toEqual(stateOf(outcome.next));
+        if (SPEC_NO_CLAIM_STATES.includes(next.primaryState)) {
+          expect(next.claimPermission, `${label}: no claims in ${next.primaryState}`).toBe('none');
+        }
+        // The holder and the machine's graph agree on the node reached.
+        expect(serializeState(holder.snapshot), `${label}: holder vs graph`).toBe(
+          serializeState(step.state),
+        );
+
+        const row = outcome.row;
+        if (row && showsEffect(row, spec, event)) {
+          covered.add(`row ${row.row}`);
+          if (event.type === 'pause') {
+            covered.add(
+              event.cause
+                ? `pause cause ${event.cause}`
+                : `pause without a cause (${DEFAULT_PAUSE_CAUSE})`,
+            );
+          }
+        }
+        spec = outcome.next;
       }
-      if (holder.current.primaryState === 'stopped') {
-        // Nothing changes once stopped.
-        for (const e of EVENTS) await expect(holder.send(e)).rejects.toThrow(/stopped is final/);
+
+      if (spec.primaryState === 'stopped') {
+        const final = holder.current;
+        for (const event of EVENTS) {
+          await expect(holder.send(event), `stopped ${show(event)}`).rejects.toThrow(
+            /stopped is final/,
+          );
+        }
+        expect(holder.current, 'nothing changes once stopped').toBe(final);
+        covered.add('nothing changes once stopped');
       }
     }
 
-    const allRows = TRANSITION_TABLE.map((r) => r.row);
     expect(
-      [...rowsTaken].sort((a, b) => a - b),
-      'every §9.1 row is covered',
-    ).toEqual(allRows);
-    expect(guards.retryBudgetLeft, 'retryBudgetLeft true and false').toEqual(
-      new Set([true, false]),
-    );
-    expect(guards.creditRefreshSafe, 'creditRefreshSafe true and false').toEqual(
-      new Set([true, false]),
-    );
-    expect(invariantRefusals, 'claim asks refused in booting and paused').toEqual(
-      new Set(['booting', 'paused']),
-    );
+      REQUIRED.filter((c) => !covered.has(c)),
+      'fixture cases no generated path shows',
+    ).toEqual([]);
   });
 });
 
