@@ -440,6 +440,26 @@ describe('the machine on its own (a bare actor, as a caller of the public machin
     expect(h.current.primaryState).toBe('ready');
   });
 
+  it('the bare machine resumes on a credit refresh only when spend and threshold are numbers', () => {
+    // The holder validates events; a caller of the bare machine may send decoded JSON,
+    // where `null < 5` and `1 < '5'` would hold.
+    const refreshes = [
+      { reconciledSpendUsd: null, thresholdUsd: 5 },
+      { reconciledSpendUsd: '1', thresholdUsd: 5 },
+      { reconciledSpendUsd: 1, thresholdUsd: '5' },
+      { reconciledSpendUsd: 1 },
+    ];
+    for (const fields of refreshes) {
+      const actor = createActor(operationalStateMachine, { input: {} }).start();
+      actor.send({ type: 'pause', cause: 'cost_limit' });
+      actor.send({ type: 'resume.credit_refresh', ...fields } as never);
+      expect(actor.getSnapshot().value, JSON.stringify(fields)).toEqual({ live: 'paused' });
+      actor.send({ type: 'resume.credit_refresh', reconciledSpendUsd: 1, thresholdUsd: 5 });
+      expect(actor.getSnapshot().value).toEqual({ live: { unpaused: 'ready' } });
+      actor.stop();
+    }
+  });
+
   it('retries without a gate share one budget, apart from the named gates', async () => {
     const h = createOperationalStateHolder({ retryBudget: 1 });
     await h.send({ type: 'boot.gate_retry' });
