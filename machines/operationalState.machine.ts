@@ -11,7 +11,7 @@
  * text; `meta.rows` maps each source state to its row number, `meta.guard` and
  * `meta.recoveryOwner` hold the other two columns.
  */
-import { and, assign, setup } from 'xstate';
+import { and, assign, emit, enqueueActions, setup } from 'xstate';
 import {
   type ClaimPermission,
   type DegradationReason,
@@ -19,77 +19,17 @@ import {
   type PrimaryState,
   sortReasons,
 } from '../src/vocabulary.js';
+import type {
+  OperationalContext,
+  OperationalEvent,
+  OperationalEventType,
+  OperationalFact,
+  OperationalInput,
+  RowMeta,
+  TransitionedFact,
+} from './types.js';
 
-/** Fields every domain event may carry. */
-export interface EventCommon {
-  /** Free text, at most 1,000 characters; defaults to the row text. */
-  trigger?: string;
-  claimPermission?: ClaimPermission;
-  addReasons?: readonly DegradationReason[];
-  removeReasons?: readonly DegradationReason[];
-  /** JSON object recorded with the change (e.g. gate results). */
-  details?: Record<string, unknown>;
-}
-
-/** The domain events of §2, one per row family, plus the same-state `update`. */
-export type OperationalEvent =
-  | ({ type: 'boot.gates_passed' } & EventCommon)
-  | ({ type: 'boot.gate_retry'; gate?: string } & EventCommon)
-  | ({ type: 'boot.gate_failed' } & EventCommon)
-  | ({ type: 'boot.epoch_mismatch' } & EventCommon)
-  | ({ type: 'claim.acquired' } & EventCommon)
-  | ({ type: 'claim.released' } & EventCommon)
-  | ({ type: 'pause'; cause?: PauseCause } & EventCommon)
-  | ({
-      type: 'resume.credit_refresh';
-      reconciledSpendUsd?: number;
-      thresholdUsd?: number;
-    } & EventCommon)
-  | ({ type: 'resume.operator_reset' } & EventCommon)
-  | ({ type: 'stop' } & EventCommon)
-  | ({ type: 'update' } & EventCommon);
-
-export type OperationalEventType = OperationalEvent['type'];
-
-export const EVENT_TYPES = [
-  'boot.gates_passed',
-  'boot.gate_retry',
-  'boot.gate_failed',
-  'boot.epoch_mismatch',
-  'claim.acquired',
-  'claim.released',
-  'pause',
-  'resume.credit_refresh',
-  'resume.operator_reset',
-  'stop',
-  'update',
-] as const satisfies readonly OperationalEventType[];
-
-export interface OperationalContext {
-  claimPermission: ClaimPermission;
-  /** Sorted, unique. */
-  degradationReasons: DegradationReason[];
-  /** A claim is held (set by `claim.acquired`, cleared by `claim.released`). */
-  claimHeld: boolean;
-  /** `boot.gate_retry` count per gate in this boot. */
-  retries: Record<string, number>;
-  /** Retries allowed per gate (attempts = budget + 1). */
-  retryBudget: number;
-}
-
-export interface OperationalInput {
-  claimPermission?: ClaimPermission;
-  degradationReasons?: readonly DegradationReason[];
-  retryBudget?: number;
-}
-
-/** Transition metadata: the table's guard and recovery-owner columns, and row numbers. */
-export interface RowMeta {
-  /** Source state → row number in the §9.1 table. */
-  rows: Partial<Record<PrimaryState, number>>;
-  guard: string;
-  recoveryOwner: string;
-}
+export * from './types.js';
 
 export const DEFAULT_RETRY_BUDGET = 4;
 
@@ -101,6 +41,26 @@ type ClaimRule =
   | 'grant'
   /** Between ready and active, or a same-state update: the event's, else unchanged. */
   | 'keep';
+
+interface ReportParams {
+  /** Target primary state; absent for a same-state change. */
+  to?: PrimaryState;
+}
+
+/** The row's text per event, recorded when the event carries no trigger. */
+const ROW_TEXT = {
+  'boot.gates_passed': 'all §9.2 gates pass',
+  'boot.gate_retry': 'transient gate failure',
+  'boot.gate_failed': 'invariant gate failure, or retry budget exhausted',
+  'boot.epoch_mismatch': 'gate 3b epoch mismatch (§9.8)',
+  'claim.acquired': 'claim acquired',
+  'claim.released': 'claim released',
+  pause: 'STOP-KORA L1–3, cost 100%, operator',
+  'resume.credit_refresh': 'monthly credit refresh confirmed',
+  'resume.operator_reset': 'operator clears via kora_control reset',
+  stop: 'STOP-KORA L4/L5',
+  update: 'update',
+} as const satisfies Record<OperationalEventType, string>;
 
 interface ApplyParams {
   claim: ClaimRule;
@@ -115,9 +75,6 @@ const CAUSE_REASON: Record<PauseCause, DegradationReason | undefined> = {
   substrate: 'substrate',
 };
 
-const STOP_ROW = 'STOP-KORA L4/L5';
-const PAUSE_ROW = 'STOP-KORA L1–3, cost 100%, operator';
-
 export const operationalStateMachine = setup({
   types: {
     context: {} as OperationalContext,
@@ -125,8 +82,39 @@ export const operationalStateMachine = setup({
     input: {} as OperationalInput,
     meta: {} as { primaryState: PrimaryState },
     transitionMeta: {} as RowMeta,
+    emitted: {} as OperationalFact,
   },
   actions: {
+    /** Every committed change says so; runs after `apply`, before the target's entry. */
+    report: emit(({ context, event }, params: ReportParams | undefined): OperationalFact => {
+      const fact: TransitionedFact = {
+        type: 'transitioned',
+        from: context.primaryState,
+        to: params?.to ?? context.primaryState,
+        event: event.type,
+        trigger: event.trigger ?? ROW_TEXT[event.type],
+        claimPermission: context.claimPermission,
+        degradationReasons: context.degradationReasons,
+      };
+      if (event.type === 'pause') fact.cause = event.cause ?? 'operator';
+      if (event.details) fact.details = event.details;
+      return fact;
+    }),
+    reportBootReady: emit(
+      ({ event }): OperationalFact =>
+        event.details ? { type: 'boot.ready', details: event.details } : { type: 'boot.ready' },
+    ),
+    reportBootFailed: emit(
+      ({ event }): OperationalFact =>
+        event.details ? { type: 'boot.failed', details: event.details } : { type: 'boot.failed' },
+    ),
+    /** A pause for cost says so; before the target's entry, so `primaryState` is the source. */
+    reportCostPause: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type === 'pause' && event.cause === 'cost_limit') {
+        enqueue.emit({ type: 'paused.cost_limit', from: context.primaryState });
+      }
+    }),
+    enter: assign((_, params: { state: PrimaryState }) => ({ primaryState: params.state })),
     /** Applies the event's permission and reason changes plus the row's implied ones. */
     apply: assign(({ context, event }, params: ApplyParams) => {
       const reasons = new Set(context.degradationReasons);
@@ -171,6 +159,7 @@ export const operationalStateMachine = setup({
 }).createMachine({
   id: 'operationalState',
   context: ({ input }) => ({
+    primaryState: 'booting',
     claimPermission: input?.claimPermission ?? 'none',
     degradationReasons: sortReasons(input?.degradationReasons ?? []),
     claimHeld: false,
@@ -186,8 +175,11 @@ export const operationalStateMachine = setup({
         stop: {
           target: '#stopped',
           guard: 'noClaimPermission',
-          actions: { type: 'apply', params: { claim: 'none' } },
-          description: STOP_ROW,
+          actions: [
+            { type: 'apply', params: { claim: 'none' } },
+            { type: 'report', params: { to: 'stopped' } },
+          ],
+          description: ROW_TEXT.stop,
           meta: {
             rows: { ready: 12, active: 13, paused: 14, booting: 15 },
             guard: '',
@@ -196,12 +188,12 @@ export const operationalStateMachine = setup({
         },
         update: {
           guard: 'noClaimPermission',
-          actions: { type: 'apply', params: { claim: 'keep' } },
+          actions: [{ type: 'apply', params: { claim: 'keep' } }, 'report'],
           description: 'same-state change of degradation reasons or claim permission',
         },
         'claim.released': {
           guard: 'claimHeld',
-          actions: 'releaseClaim',
+          actions: ['releaseClaim', 'report'],
           description: 'claim released while not active: clears the held-claim flag only',
         },
       },
@@ -213,14 +205,18 @@ export const operationalStateMachine = setup({
             pause: {
               target: '#paused',
               guard: 'noClaimPermission',
-              actions: {
-                type: 'apply',
-                params: ({ event }) => {
-                  const reason = CAUSE_REASON[event.cause ?? 'operator'];
-                  return { claim: 'none', add: reason ? [reason] : [] } satisfies ApplyParams;
+              actions: [
+                {
+                  type: 'apply',
+                  params: ({ event }) => {
+                    const reason = CAUSE_REASON[event.cause ?? 'operator'];
+                    return { claim: 'none', add: reason ? [reason] : [] } satisfies ApplyParams;
+                  },
                 },
-              },
-              description: PAUSE_ROW,
+                { type: 'report', params: { to: 'paused' } },
+                'reportCostPause',
+              ],
+              description: ROW_TEXT.pause,
               meta: {
                 rows: { ready: 7, active: 8, booting: 9 },
                 guard: '',
@@ -232,19 +228,28 @@ export const operationalStateMachine = setup({
             booting: {
               id: 'booting',
               meta: { primaryState: 'booting' },
+              entry: { type: 'enter', params: { state: 'booting' } },
               on: {
                 'boot.gates_passed': {
                   target: '#ready',
-                  actions: { type: 'apply', params: { claim: 'grant' } },
-                  description: 'all §9.2 gates pass',
+                  actions: [
+                    { type: 'apply', params: { claim: 'grant' } },
+                    { type: 'report', params: { to: 'ready' } },
+                    'reportBootReady',
+                  ],
+                  description: ROW_TEXT['boot.gates_passed'],
                   meta: { rows: { booting: 1 }, guard: '', recoveryOwner: '' },
                 },
                 'boot.gate_retry': {
                   target: '#booting',
                   reenter: true,
                   guard: and(['retryBudgetLeft', 'noClaimPermission']),
-                  actions: ['countRetry', { type: 'apply', params: { claim: 'none' } }],
-                  description: 'transient gate failure',
+                  actions: [
+                    'countRetry',
+                    { type: 'apply', params: { claim: 'none' } },
+                    { type: 'report', params: { to: 'booting' } },
+                  ],
+                  description: ROW_TEXT['boot.gate_retry'],
                   meta: {
                     rows: { booting: 2 },
                     guard: 'retry budget not exhausted',
@@ -254,15 +259,22 @@ export const operationalStateMachine = setup({
                 'boot.gate_failed': {
                   target: '#stopped',
                   guard: 'noClaimPermission',
-                  actions: { type: 'apply', params: { claim: 'none' } },
-                  description: 'invariant gate failure, or retry budget exhausted',
+                  actions: [
+                    { type: 'apply', params: { claim: 'none' } },
+                    { type: 'report', params: { to: 'stopped' } },
+                    'reportBootFailed',
+                  ],
+                  description: ROW_TEXT['boot.gate_failed'],
                   meta: { rows: { booting: 3 }, guard: '', recoveryOwner: 'operator' },
                 },
                 'boot.epoch_mismatch': {
                   target: '#paused',
                   guard: 'noClaimPermission',
-                  actions: { type: 'apply', params: { claim: 'none', add: ['substrate'] } },
-                  description: 'gate 3b epoch mismatch (§9.8)',
+                  actions: [
+                    { type: 'apply', params: { claim: 'none', add: ['substrate'] } },
+                    { type: 'report', params: { to: 'paused' } },
+                  ],
+                  description: ROW_TEXT['boot.epoch_mismatch'],
                   meta: { rows: { booting: 4 }, guard: '', recoveryOwner: 'operator' },
                 },
               },
@@ -270,15 +282,20 @@ export const operationalStateMachine = setup({
             ready: {
               id: 'ready',
               meta: { primaryState: 'ready' },
+              entry: { type: 'enter', params: { state: 'ready' } },
               on: {
                 'claim.acquired': {
                   target: '#active',
-                  actions: ['holdClaim', { type: 'apply', params: { claim: 'keep' } }],
-                  description: 'claim acquired',
+                  actions: [
+                    'holdClaim',
+                    { type: 'apply', params: { claim: 'keep' } },
+                    { type: 'report', params: { to: 'active' } },
+                  ],
+                  description: ROW_TEXT['claim.acquired'],
                   meta: { rows: { ready: 5 }, guard: '', recoveryOwner: 'self' },
                 },
                 update: {
-                  actions: { type: 'apply', params: { claim: 'keep' } },
+                  actions: [{ type: 'apply', params: { claim: 'keep' } }, 'report'],
                   description: 'same-state change of degradation reasons or claim permission',
                 },
               },
@@ -286,15 +303,20 @@ export const operationalStateMachine = setup({
             active: {
               id: 'active',
               meta: { primaryState: 'active' },
+              entry: { type: 'enter', params: { state: 'active' } },
               on: {
                 'claim.released': {
                   target: '#ready',
-                  actions: ['releaseClaim', { type: 'apply', params: { claim: 'keep' } }],
-                  description: 'claim released',
+                  actions: [
+                    'releaseClaim',
+                    { type: 'apply', params: { claim: 'keep' } },
+                    { type: 'report', params: { to: 'ready' } },
+                  ],
+                  description: ROW_TEXT['claim.released'],
                   meta: { rows: { active: 6 }, guard: '', recoveryOwner: 'self' },
                 },
                 update: {
-                  actions: { type: 'apply', params: { claim: 'keep' } },
+                  actions: [{ type: 'apply', params: { claim: 'keep' } }, 'report'],
                   description: 'same-state change of degradation reasons or claim permission',
                 },
               },
@@ -304,12 +326,16 @@ export const operationalStateMachine = setup({
         paused: {
           id: 'paused',
           meta: { primaryState: 'paused' },
+          entry: { type: 'enter', params: { state: 'paused' } },
           on: {
             'resume.credit_refresh': {
               target: '#ready',
               guard: 'creditRefreshSafe',
-              actions: { type: 'apply', params: { claim: 'grant', remove: ['cost'] } },
-              description: 'monthly credit refresh confirmed',
+              actions: [
+                { type: 'apply', params: { claim: 'grant', remove: ['cost'] } },
+                { type: 'report', params: { to: 'ready' } },
+              ],
+              description: ROW_TEXT['resume.credit_refresh'],
               meta: {
                 rows: { paused: 10 },
                 guard: 'reconciled spend < threshold; claim already safe-released (§9.6)',
@@ -318,8 +344,11 @@ export const operationalStateMachine = setup({
             },
             'resume.operator_reset': {
               target: '#ready',
-              actions: { type: 'apply', params: { claim: 'grant', remove: ['operator'] } },
-              description: 'operator clears via kora_control reset',
+              actions: [
+                { type: 'apply', params: { claim: 'grant', remove: ['operator'] } },
+                { type: 'report', params: { to: 'ready' } },
+              ],
+              description: ROW_TEXT['resume.operator_reset'],
               meta: { rows: { paused: 11 }, guard: '', recoveryOwner: 'operator' },
             },
           },
@@ -330,6 +359,7 @@ export const operationalStateMachine = setup({
       id: 'stopped',
       type: 'final',
       meta: { primaryState: 'stopped' },
+      entry: { type: 'enter', params: { state: 'stopped' } },
       description: 'Final: nothing changes once stopped.',
     },
   },

@@ -9,7 +9,9 @@
 
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Logger, TransitionRecord } from './holder.js';
+import type { OperationalFact, OperationalFactType } from '../machines/operationalState.machine.js';
+import type { TransitionRecord } from './holder/delivery.js';
+import type { Logger } from './logger.js';
 import type { ChainEvent, EventSink } from './sinks/types.js';
 import { TRANSITION_TABLE } from './table.js';
 import {
@@ -124,61 +126,41 @@ export function buildTransitionPayload(
   };
 }
 
-const has = (text: string, needle: string) => text.toLowerCase().includes(needle.toLowerCase());
+const OUTCOME_EVENTS: Readonly<Record<Exclude<OperationalFactType, 'transitioned'>, string>> = {
+  'boot.ready': BOOT_READY_EVENT,
+  'boot.failed': BOOT_FAILED_EVENT,
+  'paused.cost_limit': PAUSED_COST_LIMIT_EVENT,
+};
 
 /**
- * The trigger text a caller wrote, or '' when it is the taken row's own text: the holder
- * records that when the caller gave none, and the pause row's text ('STOP-KORA L1–3,
- * cost 100%, operator') names every cause — it says which row was taken, not why.
+ * The per-outcome chain event of one change's facts, if any: `kora.boot.ready` (row 1),
+ * `kora.boot.failed` (row 3), `kora.paused.cost_limit` (a pause for cost). A pure mapping
+ * of what the machine said; no trigger text is read (the seed's wordings pick the row
+ * in `transitionTo`, before the machine sees the event).
+ *
+ * @example
+ * opstate.addListener((old, next, record, facts) => console.log(extraEventOf(facts)));
  */
-function callerTrigger(from: string, record: TransitionRecord): string {
-  const trigger = record.trigger ?? '';
-  const row = TRANSITION_TABLE.find((r) => r.from === from && r.event === record.event);
-  return row && row.trigger === trigger ? '' : trigger;
+export function extraEventOf(facts: readonly OperationalFact[]): string | undefined {
+  for (const fact of facts) {
+    if (fact.type !== 'transitioned') return OUTCOME_EVENTS[fact.type];
+  }
+  return undefined;
 }
 
 /**
- * The per-trigger literal for a change, if any (the seed's rules, substring matches kept):
- * - booting → ready by row 1 or a trigger containing `all §9.2 gates pass` → `kora.boot.ready`;
- * - booting → stopped by row 3 or a trigger containing `invariant gate failure` →
- *   `kora.boot.failed` — never for a `stop` (STOP-KORA L4/L5);
- * - into paused by a `pause` with cause `cost_limit`, or with a trigger containing
- *   `cost 100%` → `kora.paused.cost_limit` (a same-state update while paused is no new pause).
- *
- * Substring rules read caller-written triggers only: the taken row's own text, recorded
- * when the caller gave none, leaves the decision to the event and its cause.
- *
- * @example
- * selectExtraEvent(booting, ready, { ...record, event: 'boot.gates_passed' }); // 'kora.boot.ready'
+ * @internal The facts the machine emits for the change `record` describes — for a record
+ * handed to {@link emitStateTransition} without them (e.g. from `history()`).
  */
-export function selectExtraEvent(
-  old: OperationalState,
-  next: OperationalState,
-  record: TransitionRecord,
-): string | undefined {
-  const from = old.primaryState;
-  const to = next.primaryState;
-  const trigger = callerTrigger(from, record);
-  if (from === 'booting' && to === 'ready') {
-    if (record.event === 'boot.gates_passed' || has(trigger, 'all §9.2 gates pass')) {
-      return BOOT_READY_EVENT;
-    }
-    return undefined;
+export function factsOfRecord(record: TransitionRecord): OperationalFact[] {
+  const facts: OperationalFact[] = [];
+  const details = record.details ? { details: { ...record.details } } : {};
+  if (record.event === 'boot.gates_passed') facts.push({ type: 'boot.ready', ...details });
+  if (record.event === 'boot.gate_failed') facts.push({ type: 'boot.failed', ...details });
+  if (record.event === 'pause' && record.cause === 'cost_limit') {
+    facts.push({ type: 'paused.cost_limit', from: record.from_state });
   }
-  if (from === 'booting' && to === 'stopped') {
-    // Rows 3 and 15 share the pair: an operator's STOP-KORA stop is no boot failure.
-    if (record.event === 'stop' || trigger.includes('STOP-KORA')) return undefined;
-    if (record.event === 'boot.gate_failed' || has(trigger, 'invariant gate failure')) {
-      return BOOT_FAILED_EVENT;
-    }
-    return undefined;
-  }
-  if (to === 'paused' && from !== 'paused') {
-    if ((record.event === 'pause' && record.cause === 'cost_limit') || has(trigger, 'cost 100%')) {
-      return PAUSED_COST_LIMIT_EVENT;
-    }
-  }
-  return undefined;
+  return facts;
 }
 
 type Details = Readonly<Record<string, unknown>> | undefined;
@@ -292,8 +274,6 @@ export function createEmitSequence(instanceId: string = defaultInstanceId()): Em
   };
 }
 
-let processSequence: EmitSequence | undefined;
-
 /** The agent id when none is given. */
 export const DEFAULT_AGENT_ID = 'default';
 
@@ -316,8 +296,10 @@ export function parseAgentId(value: unknown, field = 'agentId'): string {
 }
 
 export interface EmitOptions {
-  /** The `seq` counter (default: one process-wide sequence with a fresh instance id). */
+  /** The `seq` counter (default: a new one, with a fresh instance id, for this change alone). */
   sequence?: EmitSequence;
+  /** What the machine emitted for the change (default: read from `record`'s event and cause). */
+  facts?: readonly OperationalFact[];
   /** The agent the events belong to (default `'default'`): stable across runs. */
   agentId?: string;
   /** Clock for `occurred_at` (default `Date.now`). */
@@ -325,8 +307,8 @@ export interface EmitOptions {
   /** Where a failure is logged (default `console`). */
   logger?: Logger;
   /**
-   * Picks the per-trigger literal (default {@link selectExtraEvent}); a deployment whose
-   * event log accepts more literals can add its own here.
+   * Picks the extra event instead of the facts' outcome ({@link extraEventOf}); a
+   * deployment whose event log accepts more literals can add its own here.
    */
   selectExtra?: (
     old: OperationalState,
@@ -395,7 +377,9 @@ export async function emitStateTransition(
   }
   let extra: string | undefined;
   try {
-    extra = (options.selectExtra ?? selectExtraEvent)(old, next, record);
+    extra = options.selectExtra
+      ? options.selectExtra(old, next, record)
+      : extraEventOf(options.facts ?? factsOfRecord(record));
   } catch (err) {
     throw fail(GENERIC_TRANSITION_EVENT, err);
   }
@@ -419,9 +403,9 @@ export async function emitStateTransition(
     throw fail(GENERIC_TRANSITION_EVENT, err, types);
   }
 
-  // From here on the seq is used: the events exist, stored or not.
-  processSequence ??= createEmitSequence();
-  const sequence = options.sequence ?? processSequence;
+  // From here on the seq is used: the events exist, stored or not. Without a sequence
+  // the change is its own instance (a listener passes the one it keeps).
+  const sequence = options.sequence ?? createEmitSequence();
   const first = sequence.reserve(types.length);
   const events: ChainEvent[] = types.map((event_type, i) => ({
     event_type,
@@ -442,7 +426,12 @@ export async function emitStateTransition(
 
 /** A holder listener that emits chain events, with its own counters. */
 export interface EmitListener {
-  (old: OperationalState, next: OperationalState, record: TransitionRecord): Promise<void>;
+  (
+    old: OperationalState,
+    next: OperationalState,
+    record: TransitionRecord,
+    facts?: readonly OperationalFact[],
+  ): Promise<void>;
   /** Events stored, emits failed (each logged once), and the last failure's message. */
   readonly stats: Readonly<{ emitted: number; failures: number; lastError?: string }>;
   /** The `instance_id` of every event this listener emits. */
@@ -526,9 +515,16 @@ export function makeEmitListener(sink: EventSink, options: EmitListenerOptions =
     old: OperationalState,
     next: OperationalState,
     record: TransitionRecord,
+    facts?: readonly OperationalFact[],
   ) => {
     try {
-      const events = await emitStateTransition(sink, old, next, record, emitOptions);
+      const events = await emitStateTransition(
+        sink,
+        old,
+        next,
+        record,
+        facts ? { ...emitOptions, facts } : emitOptions,
+      );
       stats.emitted += events.length;
     } catch (err) {
       stats.failures++;

@@ -384,6 +384,7 @@ describe('the machine on its own (a bare actor, as a caller of the public machin
     const actor = createActor(operationalStateMachine).start();
     expect(actor.getSnapshot().value).toEqual({ live: { unpaused: 'booting' } });
     expect(actor.getSnapshot().context).toEqual({
+      primaryState: 'booting',
       claimPermission: 'none',
       degradationReasons: [],
       claimHeld: false,

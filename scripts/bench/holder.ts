@@ -31,6 +31,7 @@ export async function benchHolder(options: { time?: number } = {}): Promise<Benc
     snapshot: operationalStateMachine.resolveState({
       value: { live: { unpaused: 'ready' } },
       context: {
+        primaryState: 'ready',
         claimPermission: 'normal',
         degradationReasons: [],
         claimHeld: false,

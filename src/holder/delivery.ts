@@ -1,0 +1,210 @@
+/**
+ * What XState lacks and the holder adds: awaited, ordered, isolated, timed delivery of
+ * each committed change to the listeners (SPEC §3).
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type {
+  OperationalEventType,
+  OperationalFact,
+} from '../../machines/operationalState.machine.js';
+import { LOG_TAGS, type Logger, report } from '../logger.js';
+import {
+  type ClaimPermission,
+  type DegradationReason,
+  type OperationalState,
+  OperationalStateInputError,
+  type PauseCause,
+  type PrimaryState,
+  quote,
+} from '../vocabulary.js';
+
+/** One committed change, as kept in the history ring and handed to listeners. */
+export interface TransitionRecord {
+  /** Commit number of this holder, from 1. */
+  readonly seq: number;
+  /** UTC, `YYYY-MM-DDTHH:MM:SSZ`. */
+  readonly timestamp: string;
+  readonly from_state: PrimaryState;
+  readonly to_state: PrimaryState;
+  readonly trigger: string;
+  readonly event: OperationalEventType;
+  /** The `pause` event's cause. */
+  readonly cause?: PauseCause;
+  /** The event's details, e.g. gate results. */
+  readonly details?: Readonly<Record<string, unknown>>;
+  readonly claim_permission: ClaimPermission;
+  readonly degradation_reasons: readonly DegradationReason[];
+}
+
+/**
+ * Called after every committed change; may be async. `facts` are what the machine
+ * emitted for it: the `transitioned` fact, then the outcome (boot ready or failed, a
+ * cost pause) if any.
+ */
+export type StateListener = (
+  old: OperationalState,
+  next: OperationalState,
+  record: TransitionRecord,
+  facts: readonly OperationalFact[],
+) => void | Promise<void>;
+
+export interface AddListenerOptions {
+  /** Shown in logs when the listener fails. */
+  name?: string;
+  /**
+   * Deliver the next change as soon as this listener's synchronous part has returned for
+   * the previous one, instead of after its promise settled. Invocations still start in
+   * commit order and never interleave their synchronous parts; each transition still
+   * waits for its own promise. Lets a listener batch work across concurrent transitions
+   * (the chain spool shares one fsync among them).
+   */
+  pipelined?: boolean;
+}
+
+/** @internal One committed change on its way to the listeners. */
+export interface Delivery {
+  readonly old: OperationalState;
+  readonly next: OperationalState;
+  readonly record: TransitionRecord;
+  readonly facts: readonly OperationalFact[];
+}
+
+interface ListenerEntry {
+  readonly fn: StateListener;
+  readonly name: string;
+  /** Settles when this listener has handled every delivery so far (never rejects). */
+  tail: Promise<void>;
+  active: boolean;
+  readonly pipelined: boolean;
+  /**
+   * Set when a delivery overran the timeout; cleared once the listener has caught up.
+   * Meanwhile its deliveries still queue (in order, one at a time), but no transition
+   * waits for them: one hung listener costs one timeout, not one per transition.
+   */
+  overrun: boolean;
+}
+
+/** Marks code running inside a listener, so a transition it requests resolves at commit. */
+const insideListener = new AsyncLocalStorage<true>();
+
+/** @internal True while a listener's code (sync or async) runs. */
+export function isInsideListener(): boolean {
+  return insideListener.getStore() === true;
+}
+
+/** @internal Counters the delivery updates. */
+export interface DeliveryStats {
+  listenerFailures: number;
+  listenerTimeouts: number;
+}
+
+/** @internal The holder's listeners and their delivery. */
+export class Listeners {
+  readonly #entries: ListenerEntry[] = [];
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly logger: Logger,
+    private readonly stats: DeliveryStats,
+  ) {}
+
+  get size(): number {
+    return this.#entries.length;
+  }
+
+  add(listener: StateListener, options: AddListenerOptions = {}): () => void {
+    if (typeof listener !== 'function') {
+      throw new OperationalStateInputError(
+        'listener',
+        listener,
+        `listener must be a function, got ${quote(listener)}`,
+      );
+    }
+    const entry: ListenerEntry = {
+      fn: listener,
+      name: options.name ?? (listener.name || `listener#${this.#entries.length + 1}`),
+      tail: Promise.resolve(),
+      overrun: false,
+      active: true,
+      // A listener may ask for it itself (the chain emit listener does).
+      pipelined: (options.pipelined ?? (listener as { pipelined?: unknown }).pipelined) === true,
+    };
+    this.#entries.push(entry);
+    return () => {
+      entry.active = false;
+      const i = this.#entries.indexOf(entry);
+      if (i >= 0) this.#entries.splice(i, 1);
+    };
+  }
+
+  /** Queues the change on every listener; settles when all handled it or the timeout passed. */
+  dispatch(d: Delivery): Promise<void> {
+    const waits: Promise<void>[] = [];
+    const pending = new Set<ListenerEntry>();
+    for (const entry of this.#entries) {
+      let handled: Promise<void>;
+      if (entry.pipelined) {
+        // The next delivery waits for this one to start, not to finish.
+        let done: Promise<void> = Promise.resolve();
+        const started: Promise<void> = entry.tail.then(() => {
+          if (entry.active) done = this.#invoke(entry, d);
+        });
+        entry.tail = started;
+        handled = started
+          .then(() => done)
+          .then(() => {
+            pending.delete(entry);
+            if (entry.tail === started) entry.overrun = false;
+          });
+      } else {
+        const tail: Promise<void> = entry.tail.then(async () => {
+          if (entry.active) await this.#invoke(entry, d);
+          pending.delete(entry);
+          if (entry.tail === tail) entry.overrun = false; // caught up
+        });
+        entry.tail = tail;
+        handled = tail;
+      }
+      if (entry.overrun) continue;
+      pending.add(entry);
+      waits.push(handled);
+    }
+    const all = Promise.all(waits).then(() => undefined);
+    const ms = this.timeoutMs;
+    const { record } = d;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        for (const entry of pending) entry.overrun = true;
+        this.stats.listenerTimeouts += pending.size;
+        report(
+          this.logger,
+          'error',
+          LOG_TAGS.holder,
+          `listener(s) ${[...pending].map((e) => quote(e.name)).join(', ')} ` +
+            `did not handle transition #${record.seq} (${record.from_state} → ${record.to_state}) within ${ms} ms; not waiting`,
+        );
+        resolve();
+      }, ms);
+      timer.unref?.();
+      all.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  async #invoke(entry: ListenerEntry, d: Delivery): Promise<void> {
+    try {
+      await insideListener.run(true, () => entry.fn(d.old, d.next, d.record, d.facts));
+    } catch (err) {
+      this.stats.listenerFailures++;
+      report(
+        this.logger,
+        'error',
+        LOG_TAGS.holder,
+        `listener ${quote(entry.name)} failed on transition #${d.record.seq} ` +
+          `(${d.record.from_state} → ${d.record.to_state}); state kept`,
+        err,
+      );
+    }
+  }
+}

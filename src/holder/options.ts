@@ -1,0 +1,70 @@
+/** The holder's options, their defaults and their checks. */
+import type { ActorOptions } from 'xstate';
+import type { OperationalStateMachine } from '../../machines/operationalState.machine.js';
+import type { Logger } from '../logger.js';
+import type { EventSink } from '../sinks/types.js';
+import { type OperationalState, OperationalStateInputError, quote } from '../vocabulary.js';
+
+export interface OperationalStateHolderOptions {
+  /** Default: booting, no reasons; claim permission by state. */
+  initial?: Partial<OperationalState>;
+  /** Retries per gate per boot (default 4, i.e. 5 attempts). */
+  retryBudget?: number;
+  /** History ring size (default 10). */
+  historySize?: number;
+  /** How long a transition waits for each listener (default 5000 ms). */
+  listenerTimeoutMs?: number;
+  /** Passed to XState's `createActor` (e.g. the Stately inspector's `inspect`). */
+  inspect?: ActorOptions<OperationalStateMachine>['inspect'];
+  logger?: Logger;
+  /** Clock for history timestamps and chain events (default `Date.now`). */
+  now?: () => number;
+  /**
+   * Where every committed change's chain events go (SPEC §4): a sink registered as the
+   * `chain` listener. Default: none.
+   */
+  sink?: EventSink;
+  /** The agent, stable across runs (default `'default'`); only with a `sink`. */
+  agentId?: string;
+  /** Unique per process run (default: host, pid, random); only with a `sink`. */
+  instanceId?: string;
+}
+
+/** Counters a status page or metrics endpoint can read. */
+export interface HolderStats {
+  commits: number;
+  rejected: number;
+  listenerFailures: number;
+  listenerTimeouts: number;
+}
+
+/** @internal */
+export const defaults = {
+  initial: {} as Partial<OperationalState>,
+  retryBudget: 4,
+  historySize: 10,
+  listenerTimeoutMs: 5000,
+  inspect: undefined as OperationalStateHolderOptions['inspect'],
+  logger: console as Logger,
+  now: Date.now as () => number,
+  sink: undefined as EventSink | undefined,
+  agentId: undefined as string | undefined,
+  instanceId: undefined as string | undefined,
+};
+
+/** @internal UTC, `YYYY-MM-DDTHH:MM:SSZ`. */
+export function utcSeconds(ms: number): string {
+  return `${new Date(ms).toISOString().slice(0, 19)}Z`;
+}
+
+/** @internal */
+export function positiveInt(value: unknown, field: string, allowZero = false): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < (allowZero ? 0 : 1)) {
+    throw new OperationalStateInputError(
+      field,
+      value,
+      `${field} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${quote(value)}`,
+    );
+  }
+  return value;
+}
