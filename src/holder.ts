@@ -154,7 +154,7 @@ export class OperationalStateHolder {
       logger: this.#options.logger,
       now: this.#options.now,
     });
-    this.#listeners.add(chain, { name: 'chain-emit' });
+    this.#listeners.add(chain);
     this.#chain = chain;
     this.#sink = sink;
     return chain;

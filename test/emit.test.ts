@@ -17,7 +17,8 @@ import {
   makeEmitListener,
   OperationalStateEmitError,
   PAUSED_COST_LIMIT_EVENT,
-  selectExtraEvent,
+  extraEventOf,
+  factsOfRecord,
 } from '../src/emit.js';
 import {
   createOperationalStateHolder,
@@ -35,6 +36,7 @@ import {
   OperationalStateInputError,
   type PrimaryState,
 } from '../src/vocabulary.js';
+import type { OperationalFact } from '../machines/operationalState.machine.js';
 import { recordingLogger } from './support/logger.js';
 
 /** Records every change a holder commits, for the pure functions under test. */
@@ -43,16 +45,28 @@ function recorded(initial: PrimaryState = 'booting') {
     initial: { primaryState: initial },
     logger: recordingLogger(),
   });
-  const changes: { old: OperationalState; next: OperationalState; record: TransitionRecord }[] = [];
-  holder.addListener((old, next, record) => {
-    changes.push({ old, next, record });
+  const changes: Change[] = [];
+  holder.addListener((old, next, record, facts) => {
+    changes.push({ old, next, record, facts });
   });
   const last = () => changes[changes.length - 1]!;
   return { holder, changes, last };
 }
 
-const extraOf = (c: { old: OperationalState; next: OperationalState; record: TransitionRecord }) =>
-  selectExtraEvent(c.old, c.next, c.record);
+interface Change {
+  old: OperationalState;
+  next: OperationalState;
+  record: TransitionRecord;
+  facts: readonly OperationalFact[];
+}
+
+/** The extra event of a change, from the facts the machine emitted for it. */
+const extraOf = (c: Change) => {
+  const extra = extraEventOf(c.facts);
+  // The record alone says the same (for callers that emit a record from history()).
+  expect(extraEventOf(factsOfRecord(c.record))).toBe(extra);
+  return extra;
+};
 
 /** A hand-made change, for rules the holder's routes cannot reach on their own. */
 function change(
@@ -140,7 +154,7 @@ describe('buildTransitionPayload', () => {
   });
 });
 
-describe('selectExtraEvent', () => {
+describe('the extra event: a pure mapping of the machine\'s facts', () => {
   it('row 1 (booting → ready) → kora.boot.ready', async () => {
     const { holder, last } = recorded();
     await holder.send({ type: 'boot.gates_passed' });
@@ -148,15 +162,14 @@ describe('selectExtraEvent', () => {
     expect(extraOf(last())).toBe(BOOT_READY_EVENT);
   });
 
-  it('booting → ready by the lenient trigger text, any wording around it', () => {
-    for (const trigger of ['all §9.2 gates pass', 'boot: All §9.2 gates pass (5/5)']) {
-      expect(selectExtraEvent(...change('booting', 'ready', { trigger, event: 'update' }))).toBe(
-        BOOT_READY_EVENT,
-      );
+  it('booting → ready through transitionTo, any wording: row 1, so kora.boot.ready', async () => {
+    for (const trigger of ['all §9.2 gates pass', 'boot: All §9.2 gates pass (5/5)', 'gates ok']) {
+      const { holder, last } = recorded();
+      await holder.transitionTo('ready', trigger);
+      expect(last().record.event).toBe('boot.gates_passed');
+      expect(last().facts.map((f) => f.type)).toEqual(['transitioned', 'boot.ready']);
+      expect(extraOf(last())).toBe(BOOT_READY_EVENT);
     }
-    expect(
-      selectExtraEvent(...change('booting', 'ready', { trigger: 'gates ok', event: 'update' })),
-    ).toBeUndefined();
   });
 
   it('row 3 (booting → stopped by boot.gate_failed) → kora.boot.failed', async () => {
@@ -170,14 +183,6 @@ describe('selectExtraEvent', () => {
     await holder.transitionTo('stopped', 'Invariant gate failure: epoch table missing');
     expect(last().record.event).toBe('boot.gate_failed');
     expect(extraOf(last())).toBe(BOOT_FAILED_EVENT);
-    expect(
-      selectExtraEvent(
-        ...change('booting', 'stopped', {
-          trigger: 'invariant gate failure (3b)',
-          event: 'update',
-        }),
-      ),
-    ).toBe(BOOT_FAILED_EVENT);
   });
 
   it('booting → stopped by STOP-KORA L4/L5 is no boot failure', async () => {
@@ -188,14 +193,6 @@ describe('selectExtraEvent', () => {
     const b = recorded();
     await b.holder.send({ type: 'stop', trigger: 'invariant gate failure, then STOP' });
     expect(extraOf(b.last())).toBeUndefined();
-    expect(
-      selectExtraEvent(
-        ...change('booting', 'stopped', {
-          trigger: 'STOP-KORA L5 after invariant gate failure',
-          event: 'boot.gate_failed',
-        }),
-      ),
-    ).toBeUndefined();
   });
 
   it('booting → stopped without a keyword is the plain stop (row 15): no boot failure', async () => {
@@ -222,15 +219,23 @@ describe('selectExtraEvent', () => {
   it('any → paused whose trigger contains "cost 100%" → kora.paused.cost_limit', async () => {
     const { holder, last } = recorded('active');
     await holder.transitionTo('paused', 'monthly cost 100% reached');
+    expect(last().record.cause).toBe('cost_limit');
     expect(extraOf(last())).toBe(PAUSED_COST_LIMIT_EVENT);
-    expect(
-      selectExtraEvent(
-        ...change('booting', 'paused', {
-          trigger: 'COST 100% at boot',
-          event: 'boot.epoch_mismatch',
-        }),
-      ),
-    ).toBe(PAUSED_COST_LIMIT_EVENT);
+    const boot = recorded();
+    await boot.holder.transitionTo('paused', 'COST 100% at boot');
+    expect(extraOf(boot.last())).toBe(PAUSED_COST_LIMIT_EVENT);
+  });
+
+  it('the trigger text decides only in transitionTo: a sent event says what it is', async () => {
+    const { holder, last } = recorded('active');
+    await holder.send({ type: 'pause', cause: 'operator', trigger: 'cost 100% (operator)' });
+    expect(extraOf(last())).toBeUndefined();
+    const boot = recorded();
+    await boot.holder.send({ type: 'boot.epoch_mismatch', trigger: 'COST 100% at boot' });
+    expect(extraOf(boot.last())).toBeUndefined();
+    const ready = recorded();
+    await ready.holder.send({ type: 'stop', trigger: 'all §9.2 gates pass' });
+    expect(extraOf(ready.last())).toBeUndefined();
   });
 
   it('operator and substrate pauses get only the generic event', async () => {

@@ -94,6 +94,39 @@ console.log(JSON.stringify({ state: h.current.primaryState, rows: TRANSITION_TAB
     });
   }, 60_000);
 
+  it('ships the panel files next to the built panel, and the built package serves the panel', () => {
+    // The build copies them (tsc compiles only TypeScript): the HTML, the CSS, the client.
+    const shipped = readdirSync(join(installed, 'dist/src/http/panel')).sort();
+    for (const f of ['panel.css', 'panel.html', 'panel.js', 'statechart.css']) {
+      expect(shipped).toContain(f);
+    }
+    // No TypeScript source in dist: a consumer's tsc would pick it over the .d.ts.
+    expect(shipped.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
+    writeFileSync(
+      join(app, 'panel.mjs'),
+      `import { createOperationalStateHolder, renderStatechartSvg, startStatusServer } from '@kora/opstate';
+const h = createOperationalStateHolder();
+await h.transitionTo('ready', 'all §9.2 gates pass');
+const status = await startStatusServer({ holder: h });
+const res = await fetch(status.url + '/');
+const html = await res.text();
+await status.close();
+console.log(JSON.stringify({ code: res.status, csp: res.headers.get('content-security-policy'), html, svg: renderStatechartSvg({ standalone: true }) }));
+`,
+    );
+    const out = JSON.parse(run(process.execPath, ['panel.mjs'], app));
+    expect(out.code).toBe(200);
+    expect(out.csp).toContain("default-src 'none'");
+    const file = (f: string) => readFileSync(join(installed, 'dist/src/http/panel', f), 'utf8');
+    // Every file inlined whole, the status embedded, no {{slot}} left unfilled.
+    for (const f of ['panel.css', 'panel.js', 'statechart.css'])
+      expect(out.html).toContain(file(f));
+    expect(out.html).toContain('"primary_state":"ready"');
+    expect(out.html).toContain('<svg class="statechart"');
+    expect(out.html).not.toMatch(/\{\{\w+\}\}/);
+    expect(out.svg).toContain(file('statechart.css'));
+  }, 60_000);
+
   it('works from CommonJS: require() loads it (Node ≥ 20.19 loads ES modules from require)', () => {
     writeFileSync(
       join(app, 'main.cjs'),
