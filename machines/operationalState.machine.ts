@@ -75,6 +75,15 @@ const CAUSE_REASON: Record<PauseCause, DegradationReason | undefined> = {
   substrate: 'substrate',
 };
 
+/**
+ * The §9.1 statechart. Run it through {@link createOpstate} (validated, recorded,
+ * chained), or on its own as any XState machine.
+ *
+ * @example
+ * const actor = createActor(operationalStateMachine, { input: {} }).start();
+ * actor.on('transitioned', (fact) => console.log(`${fact.from} → ${fact.to}`));
+ * actor.send({ type: 'boot.gates_passed' }); // booting → ready
+ */
 export const operationalStateMachine = setup({
   types: {
     context: {} as OperationalContext,

@@ -16,7 +16,12 @@ export const BOOT_FAILED_EVENT = 'kora.boot.failed';
 /** A pause caused by the cost limit (`cost 100%`). */
 export const PAUSED_COST_LIMIT_EVENT = 'kora.paused.cost_limit';
 
-/** Every event type the event log accepts (its CHECK constraint holds the same list). */
+/**
+ * Every event type the event log accepts (its CHECK constraint holds the same list).
+ *
+ * @example
+ * EVENT_VOCABULARY.includes(event.event_type); // true for every stored event
+ */
 export const EVENT_VOCABULARY = Object.freeze([
   GENERIC_TRANSITION_EVENT,
   BOOT_READY_EVENT,

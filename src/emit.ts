@@ -37,6 +37,11 @@ export const EMIT_LOG_TAG = '[kora.operational_state.emit]';
 /**
  * A chain event that was not emitted, or not stored: a preflight failure (no sink, empty
  * workspace id, malformed event type) or the sink's failure. The transition itself stands.
+ *
+ * @example
+ * await emitStateTransition(sink, old, next, record).catch((err) => {
+ *   if (err instanceof OperationalStateEmitError) console.log(err.eventType, err.cause);
+ * });
  */
 export class OperationalStateEmitError extends Error {
   override readonly name = 'OperationalStateEmitError';

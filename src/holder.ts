@@ -23,6 +23,7 @@ import {
   type HolderStats,
   type OperationalStateHolderOptions,
   positiveInt,
+  stripUndefined,
   utcSeconds,
 } from './holder/options.js';
 import { LOG_TAGS, type Logger, report } from './logger.js';
@@ -330,14 +331,6 @@ export class OperationalStateHolder {
   }
 }
 
-function stripUndefined<T extends object>(obj: T): T {
-  const out = {} as T;
-  for (const key of Object.keys(obj) as (keyof T)[]) {
-    if (obj[key] !== undefined) out[key] = obj[key];
-  }
-  return out;
-}
-
 /**
  * Creates a holder around one actor of the §9.1 machine (no chain; see `createOpstate`).
  *
@@ -387,7 +380,12 @@ export function initHolder(options: OpstateOptions = {}): Opstate {
   return singleton;
 }
 
-/** The process singleton, or `undefined` before {@link initHolder}. */
+/**
+ * The process singleton, or `undefined` before {@link initHolder}.
+ *
+ * @example
+ * getHolder()?.current.primaryState; // 'booting'
+ */
 export function getHolder(): Opstate | undefined {
   return singleton;
 }

@@ -16,6 +16,9 @@ import {
  * How a gate's failure is handled: `transient` is retried with backoff (row 2) and stops
  * the boot when its budget is spent (row 3); `invariant` stops the boot at once (row 3);
  * `invariant_pause` pauses it for an operator (row 4, the §9.8 epoch mismatch).
+ *
+ * @example
+ * const gate: Gate = { id: 'schema', gateClass: GateClass.INVARIANT, check: async () => true };
  */
 export const GateClass = {
   TRANSIENT: 'transient',

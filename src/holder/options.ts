@@ -68,3 +68,12 @@ export function positiveInt(value: unknown, field: string, allowZero = false): n
   }
   return value;
 }
+
+/** @internal A copy without the `undefined` fields (so they fall back to defaults). */
+export function stripUndefined<T extends object>(obj: T): T {
+  const out = {} as T;
+  for (const key of Object.keys(obj) as (keyof T)[]) {
+    if (obj[key] !== undefined) out[key] = obj[key];
+  }
+  return out;
+}
