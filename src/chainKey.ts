@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { errorText } from './logger.js';
 
 /** The shortest key text accepted (from the environment or a file). */
 export const MIN_CHAIN_KEY_CHARS = 32;
@@ -128,7 +129,7 @@ export async function resolveChainKey(
     } catch (err) {
       if (err instanceof ChainKeyError) throw err;
       throw new ChainKeyError(
-        `cannot read the chain key file ${path} (--chain-key-file): ${(err as Error).message}`,
+        `cannot read the chain key file ${path} (--chain-key-file): ${errorText(err)}`,
       );
     }
   }
@@ -141,9 +142,7 @@ export async function resolveChainKey(
     } catch (err) {
       if (err instanceof ChainKeyError) throw err;
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new ChainKeyError(
-          `cannot read the chain key file ${path}: ${(err as Error).message}`,
-        );
+        throw new ChainKeyError(`cannot read the chain key file ${path}: ${errorText(err)}`);
       }
     }
     if (!options.create) return { key: undefined, source: 'none', looked };

@@ -8,6 +8,7 @@ import {
   type OperationalEvent,
   type OperationalEventType,
 } from '../machines/operationalState.machine.js';
+import { valueAt } from './options.js';
 import {
   CLAIM_PERMISSIONS,
   checkText,
@@ -56,15 +57,6 @@ export const EVENT_SCHEMAS: Record<OperationalEventType, ZodType> = {
   stop: z.strictObject({ type: z.literal('stop'), ...common }),
   update: z.strictObject({ type: z.literal('update'), ...common }),
 };
-
-function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
-  let v: unknown = root;
-  for (const key of path) {
-    if (v === null || typeof v !== 'object') return undefined;
-    v = (v as Record<PropertyKey, unknown>)[key];
-  }
-  return v;
-}
 
 /** @internal Turns the first zod issue into an error naming the field and the bad value. */
 export function inputErrorFrom(

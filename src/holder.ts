@@ -64,7 +64,7 @@ function stateValueOf(primary: PrimaryState): unknown {
  * and awaited, ordered, isolated, timed listener delivery. Create with
  * {@link createOpstate} (or {@link createOperationalStateHolder}).
  */
-export class OperationalStateHolder {
+export class OperationalStateHolder<S extends EventSink = EventSink> {
   readonly #actor: Actor<OperationalStateMachine>;
   readonly #options: typeof defaults;
   readonly #listeners: Listeners;
@@ -75,7 +75,7 @@ export class OperationalStateHolder {
   /** Facts the actor emitted for the change being committed (from its `transitioned`). */
   #facts: OperationalFact[] = [];
   #chain: EmitListener | undefined;
-  #sink: EventSink | undefined;
+  #sink: S | undefined;
   /** The last committed change and its delivery, for the `send` that caused it. */
   #last: { delivery: Delivery; handled: Promise<void> | undefined } | undefined;
   readonly #stats: HolderStats = {
@@ -86,7 +86,7 @@ export class OperationalStateHolder {
   };
 
   /** @internal Use `createOpstate`. */
-  constructor(options: OperationalStateHolderOptions = {}) {
+  constructor(options: OperationalStateHolderOptions<S> = {}) {
     const o = { ...defaults, ...stripUndefined(options) };
     positiveInt(o.retryBudget, 'retryBudget', true);
     positiveInt(o.historySize, 'historySize');
@@ -129,7 +129,7 @@ export class OperationalStateHolder {
     // Starting a pure, in-memory actor starts nothing external.
     this.#actor.start();
     if (o.sink !== undefined) {
-      this.connectSink(o.sink, { agentId: o.agentId, instanceId: o.instanceId });
+      this.connectSink(o.sink as S, { agentId: o.agentId, instanceId: o.instanceId });
     }
   }
 
@@ -139,7 +139,7 @@ export class OperationalStateHolder {
   }
 
   /** The sink the chain events go to, if any. */
-  get sink(): EventSink | undefined {
+  get sink(): S | undefined {
     return this.#sink;
   }
 
@@ -147,7 +147,7 @@ export class OperationalStateHolder {
    * @internal Registers the chain-event listener for `sink` (the wire-in does, for a
    * holder created without one). A second call returns the first listener.
    */
-  connectSink(sink: EventSink, ids: { agentId?: string; instanceId?: string } = {}): EmitListener {
+  connectSink(sink: S, ids: { agentId?: string; instanceId?: string } = {}): EmitListener {
     if (this.#chain) return this.#chain;
     // An emit failure is logged once, by the listener, on the holder's logger.
     const chain = makeEmitListener(sink, {
@@ -357,13 +357,15 @@ export function createOperationalStateHolder(
  * opstate.current.primaryState; // 'ready'
  * opstate.chain?.stats; // { emitted: 2, failures: 0 }
  */
-export function createOpstate(options: OpstateOptions = {}): Opstate {
-  return new OperationalStateHolder(options);
+export function createOpstate<S extends EventSink = EventSink>(
+  options: OpstateOptions<S> = {},
+): Opstate<S> {
+  return new OperationalStateHolder<S>(options);
 }
 
 /** The running instance {@link createOpstate} returns, and its options (all optional). */
-export type Opstate = OperationalStateHolder;
-export type OpstateOptions = OperationalStateHolderOptions;
+export type Opstate<S extends EventSink = EventSink> = OperationalStateHolder<S>;
+export type OpstateOptions<S extends EventSink = EventSink> = OperationalStateHolderOptions<S>;
 
 let singleton: OperationalStateHolder | undefined;
 

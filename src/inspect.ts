@@ -9,15 +9,25 @@
  * (buffer the last events, replay them to a new client, broadcast each message to the
  * others), but binds 127.0.0.1 by default, accepts port 0, refuses WebSocket connections
  * from foreign web origins and never launches a browser.
+ *
+ * `@statelyai/inspect` is an optional peer dependency, loaded by `start()` only: a process
+ * that never inspects neither loads it (nor its superjson) nor needs it installed.
  */
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createWebSocketInspector } from '@statelyai/inspect';
+import type * as StatelyInspect from '@statelyai/inspect';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { InspectionEvent } from 'xstate';
-import type { Logger } from './holder.js';
-import { OperationalStateInputError, quote } from './vocabulary.js';
+import { z } from 'zod';
+import { errorText, LOG_TAGS, type Logger, report } from './logger.js';
+import {
+  intRangeSchema,
+  loggerSchema,
+  nonEmptyStringSchema,
+  parseOptions,
+  positiveIntSchema,
+} from './options.js';
 
 /** Options of {@link createLocalInspector}; all optional. */
 export interface LocalInspectorOptions {
@@ -46,7 +56,7 @@ export interface LocalInspectorAddress {
 export interface LocalInspector {
   /**
    * Pass to `createOperationalStateHolder({ inspect })` (XState's `inspect` option). Events
-   * arriving before `start()` are kept (up to `bufferSize`) and sent once it runs.
+   * arriving before the relay runs are kept (up to `bufferSize`) and sent once it does.
    */
   readonly inspect: (event: InspectionEvent) => void;
   /** Starts the relay and connects the WebSocket inspector to it. */
@@ -65,7 +75,53 @@ const defaults = {
   logger: console as Logger,
 };
 
-const LOG_TAG = '[kora.operational_state.inspect]';
+const inspectorOptions = z.object({
+  host: nonEmptyStringSchema(),
+  port: intRangeSchema(0, 65535),
+  uiUrl: z.custom<string>(
+    (v) => {
+      try {
+        const { protocol } = new URL(v as string);
+        return typeof v === 'string' && (protocol === 'https:' || protocol === 'http:');
+      } catch {
+        return false;
+      }
+    },
+    { error: 'must be an http(s) URL' },
+  ),
+  bufferSize: positiveIntSchema(true),
+  logger: loggerSchema(),
+});
+
+const LOG_TAG = LOG_TAGS.inspect;
+
+/** The install line the error names when the optional peer is missing. */
+export const INSPECT_INSTALL = 'npm install @statelyai/inspect';
+
+/**
+ * @internal Loads `@statelyai/inspect` on demand (`load` is for tests). When it is not
+ * installed, the error says how to install it instead of a bare "cannot find package".
+ *
+ * @example
+ * const { createWebSocketInspector } = await loadStatelyInspect();
+ */
+export async function loadStatelyInspect(
+  load: () => Promise<typeof StatelyInspect> = () => import('@statelyai/inspect'),
+): Promise<typeof StatelyInspect> {
+  try {
+    return await load();
+  } catch (err) {
+    const code = (err as { code?: unknown } | null)?.code;
+    const missing =
+      (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') &&
+      errorText(err).includes('@statelyai/inspect');
+    if (!missing) throw err;
+    throw new Error(
+      `the Stately inspector needs the optional package @statelyai/inspect, which is not installed; run \`${INSPECT_INSTALL}\``,
+      { cause: err },
+    );
+  }
+}
 
 function escapeAttr(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -111,48 +167,7 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
  * await inspector.stop();
  */
 export function createLocalInspector(options: LocalInspectorOptions = {}): LocalInspector {
-  if (options === null || typeof options !== 'object') {
-    throw new OperationalStateInputError(
-      'options',
-      options,
-      `options must be an object, got ${quote(options)}`,
-    );
-  }
-  const o = { ...defaults };
-  for (const [k, v] of Object.entries(options)) {
-    if (v !== undefined) (o as Record<string, unknown>)[k] = v;
-  }
-  if (typeof o.host !== 'string' || o.host.length === 0) {
-    throw new OperationalStateInputError(
-      'host',
-      o.host,
-      `host must be a non-empty string, got ${quote(o.host)}`,
-    );
-  }
-  if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) {
-    throw new OperationalStateInputError(
-      'port',
-      o.port,
-      `port must be an integer 0–65535, got ${quote(o.port)}`,
-    );
-  }
-  if (!Number.isInteger(o.bufferSize) || o.bufferSize < 0) {
-    throw new OperationalStateInputError(
-      'bufferSize',
-      o.bufferSize,
-      `bufferSize must be a non-negative integer, got ${quote(o.bufferSize)}`,
-    );
-  }
-  try {
-    const u = new URL(o.uiUrl);
-    if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error('not http(s)');
-  } catch {
-    throw new OperationalStateInputError(
-      'uiUrl',
-      o.uiUrl,
-      `uiUrl must be an http(s) URL, got ${quote(o.uiUrl)}`,
-    );
-  }
+  const o = parseOptions(inspectorOptions, options, defaults);
   const { logger } = o;
 
   let forward: ((event: InspectionEvent) => void) | undefined;
@@ -161,7 +176,7 @@ export function createLocalInspector(options: LocalInspectorOptions = {}): Local
   let address: LocalInspectorAddress | undefined;
   let http: Server | undefined;
   let wss: WebSocketServer | undefined;
-  let inspector: ReturnType<typeof createWebSocketInspector> | undefined;
+  let inspector: ReturnType<typeof StatelyInspect.createWebSocketInspector> | undefined;
   let stopping: Promise<void> | undefined;
   /** The relay's first client: the WebSocket inspector's own connection. */
   let inspectorSocket: WebSocket | undefined;
@@ -169,18 +184,28 @@ export function createLocalInspector(options: LocalInspectorOptions = {}): Local
   const inspect = (event: InspectionEvent) => {
     try {
       if (forward) forward(event);
-      else if (state === 'new') {
+      // Kept until the relay runs: while new, and while start() loads and listens.
+      else if (state !== 'stopped') {
         early.push(event);
         if (early.length > o.bufferSize) early.shift();
       }
     } catch (err) {
-      logger.error(`${LOG_TAG} inspection event dropped`, err);
+      report(logger, 'error', LOG_TAG, 'inspection event dropped', err);
     }
   };
 
   async function start(): Promise<LocalInspectorAddress> {
     if (state !== 'new') throw new Error(`${LOG_TAG} start() called on a ${state} inspector`);
     state = 'running';
+    let stately: typeof StatelyInspect;
+    try {
+      stately = await loadStatelyInspect();
+    } catch (err) {
+      // Nothing started: installing the package and starting again works.
+      if (state === 'running') state = 'new';
+      throw err;
+    }
+    if (state !== 'running') throw new Error(`${LOG_TAG} start() called on a ${state} inspector`);
     const server = createServer((req, res) => {
       if (req.method !== 'GET' || (req.url ?? '/') !== '/') {
         res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n');
@@ -217,7 +242,7 @@ export function createLocalInspector(options: LocalInspectorOptions = {}): Local
       },
     });
     wss = relay;
-    relay.on('error', (err) => logger.error(`${LOG_TAG} relay error`, err));
+    relay.on('error', (err) => report(logger, 'error', LOG_TAG, 'relay error', err));
     const firstClient = new Promise<void>((resolve) =>
       relay.once('connection', (socket: WebSocket) => {
         inspectorSocket = socket;
@@ -225,7 +250,7 @@ export function createLocalInspector(options: LocalInspectorOptions = {}): Local
       }),
     );
     relay.on('connection', (socket: WebSocket) => {
-      socket.on('error', (err) => logger.warn(`${LOG_TAG} client error`, err));
+      socket.on('error', (err) => report(logger, 'warn', LOG_TAG, 'client error', err));
       for (const m of buffer) socket.send(m);
       socket.on('message', (data) => {
         const text = data.toString();
@@ -237,7 +262,7 @@ export function createLocalInspector(options: LocalInspectorOptions = {}): Local
       });
     });
     address = { url: `http://${host}:${port}/`, wsUrl: `ws://${host}:${port}`, port };
-    inspector = createWebSocketInspector({ url: address.wsUrl, autoStart: true });
+    inspector = stately.createWebSocketInspector({ url: address.wsUrl, autoStart: true });
     const observer = inspector.inspect;
     forward = (event) => observer.next?.(event);
     for (const event of early) forward(event);
@@ -251,10 +276,14 @@ export function createLocalInspector(options: LocalInspectorOptions = {}): Local
       }),
     ]);
     clearTimeout(timer);
-    if (!connected)
-      logger.warn(`${LOG_TAG} the inspector has not connected to ${address.wsUrl} yet`);
-    logger.info(
-      `${LOG_TAG} Stately inspector bridge at ${address.url} (WebSocket ${address.wsUrl})`,
+    if (!connected) {
+      report(logger, 'warn', LOG_TAG, `the inspector has not connected to ${address.wsUrl} yet`);
+    }
+    report(
+      logger,
+      'info',
+      LOG_TAG,
+      `Stately inspector bridge at ${address.url} (WebSocket ${address.wsUrl})`,
     );
     return address;
   }
@@ -269,7 +298,7 @@ export function createLocalInspector(options: LocalInspectorOptions = {}): Local
       try {
         inspector?.stop();
       } catch (err) {
-        logger.warn(`${LOG_TAG} stopping the inspector failed`, err);
+        report(logger, 'warn', LOG_TAG, 'stopping the inspector failed', err);
       }
       // Let the inspector's socket close cleanly (a cut one may reconnect), then cut the rest.
       const deadline = Date.now() + 500;

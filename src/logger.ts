@@ -27,7 +27,8 @@ export const LOG_TAGS = {
   pglite: '[kora.operational_state.sink.pglite]',
   tickets: '[kora.operational_state.tickets.postgres]',
   inspect: '[kora.operational_state.inspect]',
-  cli: '[kora.operational_state.cli]',
+  // The command line's lines are read by people at a terminal: they carry the command's name.
+  cli: '[kora-opstate]',
 } as const;
 
 /** @internal */

@@ -100,7 +100,12 @@ export function isValidTransition(from: PrimaryState, to: PrimaryState): boolean
   return TRANSITION_TABLE.some((r) => r.from === from && r.to === to);
 }
 
-/** The rows leaving `state`, in table order. */
+/**
+ * The rows leaving `state`, in table order.
+ *
+ * @example
+ * transitionsFrom('active').map((r) => `${r.row}: → ${r.to} (${r.event})`);
+ */
 export function transitionsFrom(state: PrimaryState): TransitionRow[] {
   parsePrimaryState(state, 'state');
   return TRANSITION_TABLE.filter((r) => r.from === state);

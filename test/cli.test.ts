@@ -6,6 +6,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -519,6 +520,19 @@ describe('kora-opstate start: faults and the inspector', () => {
       await agent.stop();
     }
   });
+  it('--inspect without the optional @statelyai/inspect: exit 1 saying how to install it', async () => {
+    // Resolving the package fails as it does when it is not installed; nothing else needs it.
+    const hook = fileURLToPath(new URL('./support/withoutStatelyInspect.mjs', import.meta.url));
+    const { code, stderr } = await cli(
+      ['start', '--port', '0', '--inspect', '--ticket-every-ms', '0'],
+      { NODE_OPTIONS: `--import ${hook}` },
+    );
+    expect(stderr).toContain(
+      'kora-opstate start: the Stately inspector needs the optional package @statelyai/inspect, ' +
+        'which is not installed; run `npm install @statelyai/inspect`',
+    );
+    expect(code).toBe(1);
+  }, 60_000);
 });
 
 describe('kora-opstate commands and flags', () => {

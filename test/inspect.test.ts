@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createOperationalStateHolder } from '../src/holder.js';
-import { createLocalInspector, type LocalInspector } from '../src/inspect.js';
+import { createLocalInspector, type LocalInspector, loadStatelyInspect } from '../src/inspect.js';
 import { OperationalStateInputError } from '../src/vocabulary.js';
 import { quietLogger } from './support/httpHandler.js';
 
@@ -146,6 +146,22 @@ describe('local Stately inspector', () => {
     await insp.stop(); // idempotent
     await expect(insp.start()).rejects.toThrow(/stopped/);
     insp.inspect({ type: '@xstate.event' } as never); // after stop: dropped, no throw
+  });
+
+  it('without @statelyai/inspect installed, loading it fails saying how to install it', async () => {
+    const missing = Object.assign(
+      new Error("Cannot find package '@statelyai/inspect' imported from /app/dist/src/inspect.js"),
+      { code: 'ERR_MODULE_NOT_FOUND' },
+    );
+    await expect(loadStatelyInspect(() => Promise.reject(missing))).rejects.toThrow(
+      /optional package @statelyai\/inspect, which is not installed; run `npm install @statelyai\/inspect`/,
+    );
+    // Any other failure is not dressed up as a missing package.
+    const other = Object.assign(new Error('Cannot find module ./x'), {
+      code: 'ERR_MODULE_NOT_FOUND',
+    });
+    await expect(loadStatelyInspect(() => Promise.reject(other))).rejects.toBe(other);
+    // The whole path, without the package resolvable: test/cli.test.ts (start --inspect).
   });
 
   it('validates its options', () => {

@@ -4,11 +4,11 @@
  * holder ready → active (`claim.acquired`) before the work and always sends
  * `claim.released` after it — so every claim shows in the history and the chain.
  */
-import type { Logger, OperationalStateHolder } from '../holder.js';
+import { z } from 'zod';
+import type { OperationalStateHolder } from '../holder.js';
+import { isLogger, LOG_TAGS, type Logger, report } from '../logger.js';
+import { loggerSchema, objectWithSchema, parseOptions } from '../options.js';
 import { type OperationalState, OperationalStateInputError, quote } from '../vocabulary.js';
-
-/** The log tag of the coordinator. */
-export const CLAIMS_LOG_TAG = '[kora.operational_state.claims]';
 
 /** What a claim is about; `critical` tickets may be claimed under `critical_only`. */
 export interface ClaimTicket {
@@ -53,6 +53,22 @@ export interface ClaimCoordinatorOptions {
   holder: OperationalStateHolder;
   /** Default: the holder's logger. */
   logger?: Logger;
+}
+
+const coordinatorOptions = z.object({
+  holder: objectWithSchema<OperationalStateHolder>(['send'], 'must be an OperationalStateHolder', [
+    'current',
+  ]),
+  logger: loggerSchema(),
+});
+
+/**
+ * @internal The default logger of a part that works on a holder: the holder's, or the
+ * console for a holder without one (a test double).
+ */
+export function holderLogger(given: Record<string, unknown>): { logger: Logger } {
+  const logger = (given.holder as { logger?: unknown } | null | undefined)?.logger;
+  return { logger: isLogger(logger) ? logger : console };
 }
 
 /** Counters of one coordinator. */
@@ -114,28 +130,9 @@ export class ClaimCoordinator {
 
   /** @internal Use `createClaimCoordinator`. */
   constructor(options: ClaimCoordinatorOptions) {
-    if (options === null || typeof options !== 'object') {
-      throw new OperationalStateInputError(
-        'options',
-        options,
-        `options must be an object, got ${quote(options)}`,
-      );
-    }
-    const { holder } = options;
-    if (
-      holder === null ||
-      typeof holder !== 'object' ||
-      typeof holder.send !== 'function' ||
-      !('current' in holder)
-    ) {
-      throw new OperationalStateInputError(
-        'holder',
-        holder,
-        `holder must be an OperationalStateHolder, got ${quote(holder)}`,
-      );
-    }
-    this.#holder = holder;
-    this.#logger = options.logger ?? holder.logger;
+    const o = parseOptions(coordinatorOptions, options, holderLogger);
+    this.#holder = o.holder;
+    this.#logger = o.logger;
   }
 
   /** The ticket whose claim is held, if any. */
@@ -298,12 +295,7 @@ export class ClaimCoordinator {
   }
 
   #log(level: 'error' | 'warn' | 'info', message: string, err?: unknown): void {
-    try {
-      if (err === undefined) this.#logger[level](`${CLAIMS_LOG_TAG} ${message}`);
-      else this.#logger[level](`${CLAIMS_LOG_TAG} ${message}`, err);
-    } catch {
-      // Nothing left to report to.
-    }
+    report(this.#logger, level, LOG_TAGS.claims, message, err);
   }
 }
 

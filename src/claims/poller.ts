@@ -6,13 +6,20 @@
  * signal aborts.
  */
 import { hostname } from 'node:os';
-import type { Logger, OperationalStateHolder } from '../holder.js';
-import { OperationalStateInputError, quote } from '../vocabulary.js';
-import type { ClaimContext, ClaimCoordinator } from './coordinator.js';
+import { z } from 'zod';
+import type { OperationalStateHolder } from '../holder.js';
+import { errorText, LOG_TAGS, type Logger, report } from '../logger.js';
+import {
+  functionSchema,
+  loggerSchema,
+  nonEmptyStringSchema,
+  objectWithSchema,
+  parseOptions,
+  positiveIntSchema,
+} from '../options.js';
+import { quote } from '../vocabulary.js';
+import { type ClaimContext, type ClaimCoordinator, holderLogger } from './coordinator.js';
 import type { Ticket, TicketResolution, TicketSource } from './types.js';
-
-/** The log tag of the poller. */
-export const POLLER_LOG_TAG = '[kora.operational_state.poller]';
 
 /** The reason a work's signal aborts with when its lease was lost. */
 export class LeaseLostError extends Error {
@@ -67,21 +74,41 @@ export interface TicketPoller {
   readonly stats: Readonly<PollerStats>;
 }
 
-const defaults = { leaseMs: 30_000, idleDelayMs: 1000 };
+const REQUIRED = 'is required';
 
-function positive(field: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-    throw new OperationalStateInputError(
-      field,
-      v,
-      `${field} must be a positive integer, got ${quote(v)}`,
-    );
-  }
-  return v;
-}
+const pollerOptions = z
+  .object({
+    source: objectWithSchema<TicketSource>(['claimNext', 'release'], REQUIRED),
+    coordinator: objectWithSchema<ClaimCoordinator>(['withClaim'], REQUIRED),
+    holder: objectWithSchema<OperationalStateHolder>(['addListener'], REQUIRED),
+    handle: functionSchema<TicketPollerOptions['handle']>(REQUIRED),
+    workerId: nonEmptyStringSchema(),
+    leaseMs: positiveIntSchema(),
+    heartbeatMs: positiveIntSchema(),
+    idleDelayMs: positiveIntSchema(),
+    sleep: functionSchema<(ms: number) => Promise<void>>().optional(),
+    logger: loggerSchema(),
+  })
+  .superRefine((o, ctx) => {
+    if (o.heartbeatMs >= o.leaseMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['heartbeatMs'],
+        message: `must be shorter than leaseMs (${o.leaseMs})`,
+      });
+    }
+  });
 
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+/** Defaults; the heartbeat's follows the lease given (a third of it). */
+function pollerDefaults(given: Record<string, unknown>) {
+  const leaseMs = given.leaseMs ?? 30_000;
+  return {
+    ...holderLogger(given),
+    workerId: `${hostname()}:${process.pid}`,
+    leaseMs: 30_000,
+    heartbeatMs: typeof leaseMs === 'number' ? Math.max(1, Math.floor(leaseMs / 3)) : 1,
+    idleDelayMs: 1000,
+  };
 }
 
 /**
@@ -98,57 +125,8 @@ function errorText(err: unknown): string {
  * // later: await poller.stop();
  */
 export function createTicketPoller(options: TicketPollerOptions): TicketPoller {
-  if (options === null || typeof options !== 'object') {
-    throw new OperationalStateInputError(
-      'options',
-      options,
-      `options must be an object, got ${quote(options)}`,
-    );
-  }
-  const { source, coordinator, holder, handle } = options;
-  for (const [field, v, ok] of [
-    [
-      'source',
-      source,
-      typeof source?.claimNext === 'function' && typeof source?.release === 'function',
-    ],
-    ['coordinator', coordinator, typeof coordinator?.withClaim === 'function'],
-    ['holder', holder, typeof holder?.addListener === 'function'],
-    ['handle', handle, typeof handle === 'function'],
-  ] as const) {
-    if (!ok) {
-      throw new OperationalStateInputError(field, v, `${field} is required, got ${quote(v)}`);
-    }
-  }
-  const workerId = options.workerId ?? `${hostname()}:${process.pid}`;
-  if (typeof workerId !== 'string' || workerId === '') {
-    throw new OperationalStateInputError(
-      'workerId',
-      workerId,
-      `workerId must be a non-empty string, got ${quote(workerId)}`,
-    );
-  }
-  const leaseMs = positive('leaseMs', options.leaseMs ?? defaults.leaseMs);
-  const heartbeatMs = positive(
-    'heartbeatMs',
-    options.heartbeatMs ?? Math.max(1, Math.floor(leaseMs / 3)),
-  );
-  if (heartbeatMs >= leaseMs) {
-    throw new OperationalStateInputError(
-      'heartbeatMs',
-      heartbeatMs,
-      `heartbeatMs must be shorter than leaseMs (${leaseMs}), got ${quote(heartbeatMs)}`,
-    );
-  }
-  const idleDelayMs = positive('idleDelayMs', options.idleDelayMs ?? defaults.idleDelayMs);
-  if (options.sleep !== undefined && typeof options.sleep !== 'function') {
-    throw new OperationalStateInputError(
-      'sleep',
-      options.sleep,
-      `sleep must be a function, got ${quote(options.sleep)}`,
-    );
-  }
-  const logger = options.logger ?? holder.logger;
+  const o = parseOptions(pollerOptions, options, pollerDefaults);
+  const { source, coordinator, holder, handle, workerId, leaseMs, heartbeatMs, idleDelayMs } = o;
   const stats: PollerStats = {
     claimed: 0,
     completed: 0,
@@ -162,14 +140,8 @@ export function createTicketPoller(options: TicketPollerOptions): TicketPoller {
   let wake: (() => void) | undefined;
   let unsubscribe: (() => void) | undefined;
 
-  const log = (level: 'error' | 'warn' | 'info', message: string, err?: unknown) => {
-    try {
-      if (err === undefined) logger[level](`${POLLER_LOG_TAG} ${message}`);
-      else logger[level](`${POLLER_LOG_TAG} ${message}`, err);
-    } catch {
-      // Nothing left to report to.
-    }
-  };
+  const log = (level: 'error' | 'warn' | 'info', message: string, err?: unknown) =>
+    report(o.logger, level, LOG_TAGS.poller, message, err);
 
   /** Waits `idleDelayMs`, or less when woken (stop, or the holder back in ready). */
   const idle = async () => {
@@ -177,8 +149,8 @@ export function createTicketPoller(options: TicketPollerOptions): TicketPoller {
       wake = resolve;
     });
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const slept = options.sleep
-      ? options.sleep(idleDelayMs)
+    const slept = o.sleep
+      ? o.sleep(idleDelayMs)
       : new Promise<void>((resolve) => {
           timer = setTimeout(resolve, idleDelayMs);
         });

@@ -5,16 +5,26 @@
  * delivered twice by the terminal and npm) is one. Nothing is installed on import.
  */
 import { constants } from 'node:os';
-import type { Logger, OperationalStateHolder } from '../holder.js';
-import { OperationalStateInputError, quote } from '../vocabulary.js';
-import type { ClaimCoordinator } from './coordinator.js';
+import { z } from 'zod';
+import type { OperationalStateHolder } from '../holder.js';
+import { errorText, LOG_TAGS, type Logger, report } from '../logger.js';
+import {
+  functionSchema,
+  loggerSchema,
+  nonNegativeNumberSchema,
+  objectWithSchema,
+  parseOptions,
+} from '../options.js';
+import { quote } from '../vocabulary.js';
+import { type ClaimCoordinator, holderLogger } from './coordinator.js';
 import type { TicketPoller } from './poller.js';
 
-/** The log tag of the shutdown sequence. */
-export const SHUTDOWN_LOG_TAG = '[kora.operational_state.shutdown]';
-
-/** What shutdown needs of a sink: the durable sinks' `flush` (and `close`). */
+/**
+ * What shutdown needs of a sink: the durable sinks' `flush` (and `close`). Any
+ * {@link EventSink} fits; one without `flush` has nothing to wait for.
+ */
 export interface FlushableSink {
+  readonly workspaceId?: string;
   flush?(timeoutMs?: number): Promise<boolean>;
   close?(): Promise<void>;
   /** The crash-durable spool's directory, when it has one: unstored events wait there. */
@@ -60,52 +70,41 @@ export interface ShutdownOptions extends GracefulShutdownOptions {
   now?: () => number;
 }
 
-const defaults = { claimTimeoutMs: 30_000, flushTimeoutMs: 10_000, coalesceMs: 1000 };
+// Loose: the coordinator, poller and sink are duck-typed where they are used.
+const gracefulOptions = z.looseObject({
+  holder: objectWithSchema<OperationalStateHolder>(['send'], 'must be an OperationalStateHolder'),
+  claimTimeoutMs: nonNegativeNumberSchema(),
+  flushTimeoutMs: nonNegativeNumberSchema(),
+  logger: loggerSchema(),
+});
 
-function nonNegative(field: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
-    throw new OperationalStateInputError(
-      field,
-      v,
-      `${field} must be a non-negative number, got ${quote(v)}`,
-    );
-  }
-  return v;
+const handlerOptions = gracefulOptions.extend({
+  exit: functionSchema<(code: number) => void>(),
+  signals: z.custom<readonly NodeJS.Signals[]>(
+    (v) => Array.isArray(v) && v.every((s) => typeof s === 'string' && s in constants.signals),
+    { error: 'must be a list of signal names' },
+  ),
+  coalesceMs: nonNegativeNumberSchema(),
+  now: functionSchema<() => number>(),
+});
+
+function gracefulDefaults(given: Record<string, unknown>) {
+  return { ...holderLogger(given), claimTimeoutMs: 30_000, flushTimeoutMs: 10_000 };
 }
 
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+function handlerDefaults(given: Record<string, unknown>) {
+  return {
+    ...gracefulDefaults(given),
+    exit: (code: number) => process.exit(code),
+    signals: ['SIGTERM', 'SIGINT'] as const,
+    coalesceMs: 1000,
+    now: () => performance.now(),
+  };
 }
 
 function resolveShutdownOptions(options: GracefulShutdownOptions) {
-  if (options === null || typeof options !== 'object') {
-    throw new OperationalStateInputError(
-      'options',
-      options,
-      `options must be an object, got ${quote(options)}`,
-    );
-  }
-  const { holder } = options;
-  if (holder === null || typeof holder !== 'object' || typeof holder.send !== 'function') {
-    throw new OperationalStateInputError(
-      'holder',
-      holder,
-      `holder must be an OperationalStateHolder, got ${quote(holder)}`,
-    );
-  }
-  return {
-    ...options,
-    holder,
-    claimTimeoutMs: nonNegative(
-      'claimTimeoutMs',
-      options.claimTimeoutMs ?? defaults.claimTimeoutMs,
-    ),
-    flushTimeoutMs: nonNegative(
-      'flushTimeoutMs',
-      options.flushTimeoutMs ?? defaults.flushTimeoutMs,
-    ),
-    logger: options.logger ?? holder.logger,
-  };
+  return parseOptions(gracefulOptions, options, gracefulDefaults) as GracefulShutdownOptions &
+    z.output<typeof gracefulOptions>;
 }
 
 /** Resolves `true` when `p` settles within `ms`, `false` otherwise. */
@@ -138,14 +137,8 @@ export async function gracefulShutdown(
 ): Promise<number> {
   const o = resolveShutdownOptions(options);
   const { holder } = o;
-  const log = (level: 'error' | 'warn' | 'info', message: string, err?: unknown) => {
-    try {
-      if (err === undefined) o.logger[level](`${SHUTDOWN_LOG_TAG} ${message}`);
-      else o.logger[level](`${SHUTDOWN_LOG_TAG} ${message}`, err);
-    } catch {
-      // Nothing left to report to.
-    }
-  };
+  const log = (level: 'error' | 'warn' | 'info', message: string, err?: unknown) =>
+    report(o.logger, level, LOG_TAGS.shutdown, message, err);
   let code = 0;
 
   // 1. No new claims.
@@ -246,37 +239,15 @@ export async function gracefulShutdown(
  * const uninstall = installShutdownHandlers({ holder, coordinator, poller, sink });
  */
 export function installShutdownHandlers(options: ShutdownOptions): () => void {
-  resolveShutdownOptions(options);
-  const exit = options.exit ?? ((code: number) => process.exit(code));
-  if (typeof exit !== 'function') {
-    throw new OperationalStateInputError(
-      'exit',
-      exit,
-      `exit must be a function, got ${quote(exit)}`,
-    );
-  }
-  const signals = options.signals ?? (['SIGTERM', 'SIGINT'] as const);
-  if (!Array.isArray(signals) || signals.some((s) => !(s in constants.signals))) {
-    throw new OperationalStateInputError(
-      'signals',
-      signals,
-      `signals must be a list of signal names, got ${quote(signals)}`,
-    );
-  }
-  const coalesceMs = nonNegative('coalesceMs', options.coalesceMs ?? defaults.coalesceMs);
-  const now = options.now ?? (() => performance.now());
-  if (typeof now !== 'function') {
-    throw new OperationalStateInputError('now', now, `now must be a function, got ${quote(now)}`);
-  }
+  const { exit, signals, coalesceMs, now, logger } = parseOptions(
+    handlerOptions,
+    options,
+    handlerDefaults,
+  );
   const target: SignalSource = options.signalSource ?? process;
-  const logger = options.logger ?? options.holder.logger;
-  const log = (level: 'error' | 'info', message: string) => {
-    try {
-      logger[level](`${SHUTDOWN_LOG_TAG} ${message}`);
-    } catch {
-      // Going on (or exiting) anyway.
-    }
-  };
+  // A throwing logger is ignored: going on (or exiting) anyway.
+  const log = (level: 'error' | 'info', message: string) =>
+    report(logger, level, LOG_TAGS.shutdown, message);
   let first: { signal: NodeJS.Signals; at: number } | undefined;
   let exited = false;
   const doExit = (code: number) => {

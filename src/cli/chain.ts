@@ -1,12 +1,12 @@
 /** `kora-opstate verify-chain` and `kora-opstate events`. */
 import { resolve } from 'node:path';
 import { resolveChainKey } from '../chainKey.js';
+import { errorText } from '../logger.js';
 import type { PositionedChainEvent } from '../sinks/sql.js';
 import type { ChainHead } from '../sinks/types.js';
 import { parseChainHead } from '../sinks/verify.js';
 import { quote } from '../vocabulary.js';
-import { UsageError } from './io.js';
-import type { Command } from './main.js';
+import { type Command, intFlag, noPositionals, UsageError } from './command.js';
 import {
   openChainReader,
   resolveDataDir,
@@ -57,7 +57,7 @@ ${STORE_USAGE}
         parseChainHead(h, '--expect-head'),
       );
     } catch (err) {
-      throw new UsageError((err as Error).message);
+      throw new UsageError(errorText(err));
     }
     const keyFile = values['chain-key-file'] as string | undefined;
     // verify-chain never creates a key: without one, a keyed chain fails saying so.
@@ -215,46 +215,6 @@ function formatEvent(e: PositionedChainEvent): string {
   ]
     .filter(Boolean)
     .join('  ');
-}
-
-function noPositionals(positionals: string[]): void {
-  if (positionals.length) {
-    throw new UsageError(`unexpected argument ${quote(positionals[0])}`);
-  }
-}
-
-/** @internal A whole-number flag within bounds, or a usage error naming the value. */
-export function intFlag(name: string, value: unknown, min: number, max: number): number {
-  return wholeNumber(`--${name}`, value, min, max);
-}
-
-/**
- * @internal A whole-number setting from its flag, else its environment variable, else
- * `fallback`; a bad value is named by where it came from (`invalid KORA_PORT "abc"`).
- */
-export function intSetting(
-  values: Record<string, unknown>,
-  env: Record<string, string | undefined>,
-  flag: string,
-  envName: string,
-  fallback: string,
-  min: number,
-  max: number,
-): number {
-  if (values[flag] !== undefined) return intFlag(flag, values[flag], min, max);
-  const fromEnv = env[envName];
-  if (fromEnv !== undefined) return wholeNumber(envName, fromEnv, min, max);
-  return intFlag(flag, fallback, min, max);
-}
-
-function wholeNumber(label: string, value: unknown, min: number, max: number): number {
-  const text = String(value);
-  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
-    throw new UsageError(
-      `invalid ${label} ${quote(value)}: expected a whole number from ${min} to ${max}`,
-    );
-  }
-  return Number(text);
 }
 
 /** SIGINT/SIGTERM end `--follow` cleanly (exit 0). */

@@ -4,21 +4,14 @@
  * with one line naming it (the flag, or the environment variable it came from) and a
  * pointer to `--help`.
  */
-import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { type CliIo, UsageError } from './io.js';
-
-type Options = NonNullable<ParseArgsConfig['options']>;
-type Values = Record<string, string | boolean | string[] | boolean[] | undefined>;
-
-/** @internal One sub-command. */
-export interface Command {
-  readonly name: string;
-  readonly summary: string;
-  /** Usage text after the command name, and option lines. */
-  readonly usage: string;
-  readonly options: Options;
-  run(values: Values, positionals: string[], io: CliIo): Promise<number>;
-}
+import { parseArgs } from 'node:util';
+import {
+  type CliIo,
+  type Command,
+  type CommandOptions as Options,
+  UsageError,
+  type CommandValues as Values,
+} from './command.js';
 
 const commands = new Map<string, () => Promise<Command>>([
   ['start', async () => (await import('./start.js')).startCommand],

@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PGlite } from '@electric-sql/pglite';
-import { type Gate, getWiredEmitter, wireOperationalState } from '../boot.js';
+import { bootOpstate, type Gate } from '../boot.js';
 import { resolveChainKey } from '../chainKey.js';
 import { createClaimCoordinator } from '../claims/coordinator.js';
 import { createTicketPoller } from '../claims/poller.js';
@@ -16,17 +16,16 @@ import { installShutdownHandlers } from '../claims/shutdown.js';
 import { createPostgresTicketSource } from '../claims/sources/postgres.js';
 import type { NewTicket } from '../claims/types.js';
 import { DEFAULT_AGENT_ID, defaultInstanceId, parseAgentId } from '../emit.js';
-import { getHolder, type Logger, type TransitionRecord } from '../holder.js';
+import { createOpstate, type TransitionRecord } from '../holder.js';
 import { createHostCheck } from '../http/hosts.js';
 import { type RunningStatusServer, startStatusServer } from '../http/node.js';
 import { createLocalInspector, type LocalInspector } from '../inspect.js';
+import { errorText, LOG_TAGS, type Logger, report } from '../logger.js';
 import { readPersistingPause } from '../restore.js';
 import { MIGRATIONS } from '../sinks/migrations.js';
 import type { SqlSession } from '../sinks/sql.js';
 import { type OperationalStateInputError, quote } from '../vocabulary.js';
-import { intFlag, intSetting } from './chain.js';
-import { type CliIo, UsageError } from './io.js';
-import type { Command } from './main.js';
+import { type CliIo, type Command, intFlag, intSetting, UsageError } from './command.js';
 import {
   acquireStoreLock,
   openPool,
@@ -40,7 +39,7 @@ import {
 } from './store.js';
 import { cliLogger, type StoreFault, storeFault } from './storeFault.js';
 
-const TAG = '[kora-opstate]';
+const TAG = LOG_TAGS.cli;
 const KINDS = ['triage', 'review', 'summarize', 'reply'] as const;
 
 /** @internal */
@@ -205,7 +204,7 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
   const cleanups: (() => Promise<unknown>)[] = [];
   const cleanup = async () => {
     for (const fn of cleanups.reverse()) {
-      await fn().catch((err) => logger.warn(`${TAG} cleanup: ${(err as Error).message}`));
+      await fn().catch((err) => report(logger, 'warn', TAG, `cleanup: ${errorText(err)}`));
     }
     cleanups.length = 0;
   };
@@ -249,7 +248,7 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
       dataDir: s.dataDir,
       create: true,
     });
-    if (chainKey.warning) logger.warn(`${TAG} ${chainKey.warning}`);
+    if (chainKey.warning) report(logger, 'warn', TAG, chainKey.warning);
     const sink = openSink(store, s.workspace, logger, pool ?? (session as unknown as PGlite), {
       spoolDir,
       chainKey: chainKey.key,
@@ -355,18 +354,27 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
       say(`${TAG} inspector  ${addr.url}  (WebSocket ${addr.wsUrl})`);
     }
 
+    // The one instance: everything below takes it as an argument.
+    const holder = createOpstate({
+      sink,
+      agentId: s.agentId,
+      instanceId: s.instanceId,
+      logger,
+      historySize: 50,
+      initial: { primaryState: 'booting' },
+      ...(inspector ? { inspect: inspector.inspect } : {}),
+    });
+    holder.addListener((_old, _next, record) => say(transitionLine(record)), {
+      name: 'kora-opstate.log',
+    });
+
     // The panel first, so booting and gate retries are visible too.
     let status: RunningStatusServer;
     try {
       status = await startStatusServer({
         host: s.host,
         port: s.port,
-        sink,
-        emitter: {
-          get stats() {
-            return getWiredEmitter()?.stats ?? { emitted: 0, failures: 0 };
-          },
-        },
+        opstate: holder,
         logger,
         title: `kora-opstate · ${s.workspace}`,
         allowedHosts: s.allowedHosts,
@@ -391,21 +399,11 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
         : `${TAG} operator   transitions over HTTP are off (pass --operator-token to enable)`,
     );
 
-    const booted = wireOperationalState({
-      sink,
+    const booted = bootOpstate(holder, {
       gates,
       logger,
       retry: { initialDelayMs: s.bootRetryMs },
-      emit: { instanceId: s.instanceId, agentId: s.agentId },
       restore: () => readPersistingPause(sink, s.agentId),
-      holderOptions: {
-        historySize: 50,
-        ...(inspector ? { inspect: inspector.inspect } : {}),
-      },
-    });
-    const holder = getHolder()!;
-    holder.addListener((_old, _next, record) => say(transitionLine(record)), {
-      name: 'kora-opstate.log',
     });
 
     const coordinator = createClaimCoordinator({ holder, logger });
@@ -461,7 +459,7 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
       const why = summary.failedGate
         ? `gate ${summary.failedGate.gate_id}: ${summary.failedGate.detail}`
         : (summary.error ?? 'unknown');
-      logger.error(`${TAG} ${refusal ? refusal.line : `boot ended ${summary.result}: ${why}`}`);
+      report(logger, 'error', TAG, refusal ? refusal.line : `boot ended ${summary.result}: ${why}`);
       uninstall();
       // The boot's own events (gate retries, the failure) are worth waiting for, bounded;
       // not when the store never opened (nothing drains them). What is left, the sink's
@@ -490,7 +488,7 @@ async function runAgent(s: Settings, io: CliIo): Promise<number> {
     if (s.ticketEveryMs > 0) {
       feeder = setInterval(() => {
         source.enqueue(demoTickets(1)).catch((err) => {
-          logger.warn(`${TAG} could not queue a demo ticket: ${(err as Error).message}`);
+          report(logger, 'warn', TAG, `could not queue a demo ticket: ${errorText(err)}`);
         });
       }, s.ticketEveryMs);
     }

@@ -10,15 +10,15 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
-import type { Logger } from '../holder.js';
 import { verifyQueryString, verifyResultFromJson } from '../http/chainVerify.js';
+import { errorText, LOG_TAGS, type Logger, report, SILENT_LOGGER } from '../logger.js';
 import type { DurableChainSink, DurableSinkOptions } from '../sinks/durable.js';
 import { createPgliteSink } from '../sinks/pglite.js';
 import { createPostgresSink } from '../sinks/postgres.js';
 import type { PositionedChainEvent } from '../sinks/sql.js';
 import type { TailOptions, VerifyChainOptions, VerifyChainResult } from '../sinks/types.js';
 import { quote } from '../vocabulary.js';
-import { type CliIo, UsageError } from './io.js';
+import { type CliIo, UsageError } from './command.js';
 import { readStoreLock } from './lock.js';
 import { maskUrl, storeFault } from './storeFault.js';
 
@@ -94,8 +94,6 @@ export interface ChainReader {
   close(): Promise<void>;
 }
 
-const quiet: Logger = { error: () => {}, warn: () => {}, info: () => {} };
-
 /** @internal The chain of `workspace`, read directly or through the running agent. */
 export async function openChainReader(
   store: StoreLocation,
@@ -125,7 +123,7 @@ export async function openChainReader(
       );
     }
   }
-  const sink = openSink(store, workspaceId, quiet, undefined, chainKey ? { chainKey } : {});
+  const sink = openSink(store, workspaceId, SILENT_LOGGER, undefined, chainKey ? { chainKey } : {});
   try {
     await sink.start();
   } catch (err) {
@@ -134,7 +132,7 @@ export async function openChainReader(
     // One line naming the store (password masked), and what to do when it refused us.
     throw new Error(
       storeFault(err, store.url)?.line ??
-        `cannot reach the store ${maskUrl(store.url)}: ${(err as Error).message ?? String(err)}`,
+        `cannot reach the store ${maskUrl(store.url)}: ${errorText(err)}`,
     );
   }
   return {
@@ -241,6 +239,6 @@ function remoteReader(base: string, workspaceId: string, operatorToken?: string)
 /** @internal A pg pool on `url` whose idle errors are reported, not thrown. */
 export function openPool(url: string, logger: Logger, max = 6): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5000 });
-  pool.on('error', (err) => logger.warn(`[kora-opstate] postgres pool: ${err.message}`));
+  pool.on('error', (err) => report(logger, 'warn', LOG_TAGS.cli, `postgres pool: ${err.message}`));
   return pool;
 }

@@ -6,7 +6,7 @@
  * what to do.
  */
 import { inspect } from 'node:util';
-import type { Logger } from '../holder.js';
+import { errorText, type Logger } from '../logger.js';
 
 /** @internal A refusal no retry can fix, with its one-line explanation. */
 export interface StoreFault {
@@ -63,7 +63,7 @@ export function maskUrl(url: string): string {
 export function storeFault(err: unknown, url: string): StoreFault | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string' || !(code in REFUSALS)) return undefined;
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorText(err);
   const detail = `${message} (${code})`;
   return {
     code,

@@ -1,8 +1,7 @@
 /** `kora-opstate table` and `kora-opstate diagram`. */
 import { toMermaid } from '../diagram.js';
 import { TRANSITION_TABLE } from '../table.js';
-import { UsageError } from './io.js';
-import type { Command } from './main.js';
+import { type Command, noPositionals, UsageError } from './command.js';
 
 /** @internal */
 export const tableCommand: Command = {
@@ -17,8 +16,7 @@ Options:
   -h, --help  this help`,
   options: { json: { type: 'boolean' } },
   async run(values, positionals, io) {
-    if (positionals.length)
-      throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+    noPositionals(positionals);
     if (values.json) {
       io.stdout(`${JSON.stringify(TRANSITION_TABLE, null, 2)}\n`);
       return 0;
@@ -60,8 +58,7 @@ Options:
   -h, --help   this help`,
   options: { format: { type: 'string', default: 'mermaid' }, triggers: { type: 'boolean' } },
   async run(values, positionals, io) {
-    if (positionals.length)
-      throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+    noPositionals(positionals);
     const format = values.format as string;
     if (format === 'mermaid') {
       io.stdout(toMermaid({ triggers: Boolean(values.triggers) }));

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { errorText } from '../logger.js';
 import type { ChainHead } from '../sinks/types.js';
 
 /** The file in the data dir. @internal */
@@ -40,7 +41,7 @@ async function load(path: string): Promise<HeadsFile> {
     parsed = JSON.parse(text) as HeadsFile;
   } catch (err) {
     throw new Error(
-      `${path} is not valid JSON (${(err as Error).message}); repair it, or move it away to start over`,
+      `${path} is not valid JSON (${errorText(err)}); repair it, or move it away to start over`,
     );
   }
   if (parsed?.version !== 1 || typeof parsed.heads !== 'object' || parsed.heads === null) {

@@ -3,9 +3,11 @@ import type { ActorOptions } from 'xstate';
 import type { OperationalStateMachine } from '../../machines/operationalState.machine.js';
 import type { Logger } from '../logger.js';
 import type { EventSink } from '../sinks/types.js';
-import { type OperationalState, OperationalStateInputError, quote } from '../vocabulary.js';
+import type { OperationalState } from '../vocabulary.js';
 
-export interface OperationalStateHolderOptions {
+export { positiveInt } from '../vocabulary.js';
+
+export interface OperationalStateHolderOptions<S extends EventSink = EventSink> {
   /** Default: booting, no reasons; claim permission by state. */
   initial?: Partial<OperationalState>;
   /** Retries per gate per boot (default 4, i.e. 5 attempts). */
@@ -23,7 +25,7 @@ export interface OperationalStateHolderOptions {
    * Where every committed change's chain events go (SPEC §4): a sink registered as the
    * `chain` listener. Default: none.
    */
-  sink?: EventSink;
+  sink?: S;
   /** The agent, stable across runs (default `'default'`); only with a `sink`. */
   agentId?: string;
   /** Unique per process run (default: host, pid, random); only with a `sink`. */
@@ -57,17 +59,6 @@ export function utcSeconds(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 19)}Z`;
 }
 
-/** @internal */
-export function positiveInt(value: unknown, field: string, allowZero = false): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < (allowZero ? 0 : 1)) {
-    throw new OperationalStateInputError(
-      field,
-      value,
-      `${field} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${quote(value)}`,
-    );
-  }
-  return value;
-}
 
 /** @internal A copy without the `undefined` fields (so they fall back to defaults). */
 export function stripUndefined<T extends object>(obj: T): T {

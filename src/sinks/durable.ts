@@ -2,125 +2,38 @@
  * The durable sink over a SQL backend, shared by Postgres and PGlite: migrations at
  * `start()`, appends through the outbox, chain verification and reads.
  */
-import type { Logger } from '../holder.js';
-import { checkText, OperationalStateInputError, quote } from '../vocabulary.js';
-import { type ChainKey, checkKeyedEvent, createChainKey, KeyedAppender } from './keyed.js';
+import type { Logger } from '../logger.js';
+import { OperationalStateInputError, quote } from '../vocabulary.js';
+import {
+  type DurableChainSink,
+  type DurableSinkOptions,
+  resolveWorkspaceId,
+  type SpooledSinkStats,
+  type SqlBackend,
+} from './durableContract.js';
+import { type ChainKey, checkKeyedEvent, createChainKey } from './keyed.js';
+import { KeyedAppender } from './keyedAppender.js';
 import { applyMigrations } from './migrations.js';
-import { Outbox, type OutboxOptions } from './outbox.js';
-import { Spool, type SpoolGap, type SpoolStats } from './spool.js';
+import { Outbox } from './outbox.js';
+import { readAgentTransitions, readTail, resolveTailOptions } from './reads.js';
+import { Spool, type SpoolGap } from './spool.js';
 import {
   APPEND_SQL,
   CHAIN_GAP_EVENT,
-  type DurableSinkStats,
   isPermanentSqlError,
   type PositionedChainEvent,
   type SqlSession,
-  TAIL_OLDEST_SQL,
-  TAIL_SQL,
 } from './sql.js';
 import type {
   ChainEvent,
   ChainHead,
-  DurableEventSink,
   TailOptions,
   VerifyChainOptions,
   VerifyChainResult,
 } from './types.js';
 import { verifySqlChain } from './verify.js';
 
-/** Options both durable sinks accept. */
-export interface DurableSinkOptions {
-  /** The workspace this sink appends to and verifies by default (default `'default'`). */
-  workspaceId?: string;
-  /** Events kept while the database is unreachable (default 10,000). */
-  outboxLimit?: number;
-  /** Retry backoff: doubles from `initialMs` (default 200) up to `maxMs` (default 5,000). */
-  retry?: { initialMs?: number; maxMs?: number };
-  logger?: Logger;
-  /** Timer functions (tests pass fakes). */
-  timers?: OutboxOptions['timers'];
-  /** Jitter source in [0, 1) (default `Math.random`). */
-  random?: () => number;
-  /**
-   * A directory for the crash-durable spool (SPEC §10): `append` resolves once the events
-   * are fsynced there, the spool drains to the database in order, and a later run with
-   * the same directory stores what a crashed run left first. Bounded by `outboxLimit`.
-   * Default: none — `append` resolves when the database has the events.
-   */
-  spoolDir?: string;
-  /**
-   * The chain key (SPEC §10), at least 16 bytes (a string counts as its UTF-8 bytes).
-   * With it, every link is an HMAC-SHA256 computed here — the key never enters the
-   * database — so a database writer without it cannot add, alter, reorder or re-hash an
-   * event without `verifyChain` failing. Agents of one workspace share it; once a chain
-   * is keyed, unkeyed appends to it are refused. Default: none (unkeyed sha256 links,
-   * which catch accidental corruption only).
-   */
-  chainKey?: string | Uint8Array;
-}
-
-/** An agent's transitions after the last one into ready or active. @internal */
-const AGENT_TRANSITIONS_SQL = `SELECT instance_id, seq, chain_seq, event_type, payload,
-  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS occurred_at
-  FROM event_log
-  WHERE workspace_id = $1 AND agent_id = $2 AND event_type = 'kora.operational_state.transitioned'
-    AND chain_seq > coalesce((
-      SELECT max(chain_seq) FROM event_log
-      WHERE workspace_id = $1 AND agent_id = $2 AND event_type = 'kora.operational_state.transitioned'
-        AND payload->>'to_primary_state' IN ('ready', 'active')), 0)
-  ORDER BY chain_seq`;
-
-/** @internal Validates the shared options. */
-export function resolveWorkspaceId(value: unknown): string {
-  const workspaceId = value ?? 'default';
-  if (typeof workspaceId !== 'string' || workspaceId.trim() === '') {
-    throw new OperationalStateInputError(
-      'workspaceId',
-      workspaceId,
-      `workspaceId must be a non-empty string, got ${quote(workspaceId)}`,
-    );
-  }
-  // Stored with every event: text the store would refuse is refused here, at creation.
-  return checkText(workspaceId, 'workspaceId');
-}
-
-/** Sink counters with the spool's, when the sink has one. */
-export interface SpooledSinkStats extends DurableSinkStats {
-  /** The spool's counters (absent without `spoolDir`). */
-  spool?: Readonly<SpoolStats>;
-}
-
-/** A durable sink as shipped: the contract plus `refused` and stored positions. */
-export interface DurableChainSink extends DurableEventSink {
-  readonly stats: Readonly<SpooledSinkStats>;
-  /**
-   * Events appended but not stored yet, oldest first (what a crashed run left, then this
-   * run's): a reader of the chain that must not miss them adds these.
-   */
-  pending(): ChainEvent[];
-  /** The spool's directory, when the sink has one. */
-  readonly spoolDir: string | undefined;
-  /** An agent's transitions since it was last ready or active (see `readPersistingPause`). */
-  agentTransitions(agentId: string): Promise<(ChainEvent & { chain_seq?: number })[]>;
-  tail(options?: TailOptions): Promise<PositionedChainEvent[]>;
-  /**
-   * The chain head after this sink's last append (null before its first): `verifyChain`
-   * of the sink's workspace fails when the chain no longer extends it.
-   */
-  readonly head: ChainHead | null;
-  /** The public id of the sink's chain key (null without one): names the key, reveals nothing. */
-  readonly keyId: string | null;
-}
-
-/** How a concrete sink reaches its database. @internal */
-export interface SqlBackend {
-  /** Log tag, e.g. `[kora.operational_state.sink.postgres]`. */
-  readonly tag: string;
-  /** Opens the database (idempotent); returns the session to use. */
-  open(): Promise<SqlSession>;
-  /** Releases what `open` acquired. */
-  shut(): Promise<void>;
-}
+export type { DurableChainSink, DurableSinkOptions, SpooledSinkStats } from './durableContract.js';
 
 /**
  * The durable sink over a SQL backend: migrations at `start()`, appends through the
@@ -151,12 +64,7 @@ export class SqlEventSink implements DurableChainSink {
     this.#spool =
       options.spoolDir === undefined
         ? undefined
-        : new Spool({
-            dir: options.spoolDir,
-            limit,
-            logger: this.#logger,
-            tag: `${backend.tag} spool`,
-          });
+        : new Spool({ dir: options.spoolDir, limit, logger: this.#logger });
     this.#outbox = new Outbox((events) => this.#write(events), {
       // With a spool, the spool holds the bound; the outbox only mirrors what it holds.
       limit: this.#spool ? Number.MAX_SAFE_INTEGER : limit,
@@ -196,25 +104,7 @@ export class SqlEventSink implements DurableChainSink {
    * `chain_seq`) then ones not stored yet, oldest first: what a restart restores from.
    */
   async agentTransitions(agentId: string): Promise<(ChainEvent & { chain_seq?: number })[]> {
-    const { rows } = await this.#ready().query(AGENT_TRANSITIONS_SQL, [this.workspaceId, agentId]);
-    const stored: (ChainEvent & { chain_seq?: number })[] = rows.map((r) => ({
-      event_type: r.event_type,
-      payload: r.payload,
-      workspace_id: this.workspaceId,
-      agent_id: agentId,
-      instance_id: r.instance_id,
-      seq: Number(r.seq),
-      occurred_at: r.occurred_at,
-      chain_seq: Number(r.chain_seq),
-    }));
-    const seen = new Set(stored.map((e) => `${e.instance_id}\u0000${e.seq}`));
-    const unstored = this.pending().filter(
-      (e) =>
-        (e.agent_id ?? 'default') === agentId &&
-        e.event_type === 'kora.operational_state.transitioned' &&
-        !seen.has(`${e.instance_id}\u0000${e.seq}`),
-    );
-    return [...stored, ...unstored];
+    return readAgentTransitions(this.#ready(), this.workspaceId, agentId, () => this.pending());
   }
 
   get head(): ChainHead | null {
@@ -386,48 +276,7 @@ export class SqlEventSink implements DurableChainSink {
    * const next = await sink.tail({ afterSeq: last.at(-1)!.chain_seq, take: 'oldest' });
    */
   async tail(options: TailOptions = {}): Promise<PositionedChainEvent[]> {
-    const limit = options.limit ?? 50;
-    if (!Number.isInteger(limit) || limit < 0) {
-      throw new OperationalStateInputError(
-        'limit',
-        limit,
-        `limit must be a non-negative integer, got ${quote(limit)}`,
-      );
-    }
-    const after = options.afterSeq ?? 0;
-    if (!Number.isInteger(after) || after < 0) {
-      throw new OperationalStateInputError(
-        'afterSeq',
-        after,
-        `afterSeq must be a non-negative integer, got ${quote(after)}`,
-      );
-    }
-    const take = options.take ?? 'newest';
-    if (take !== 'newest' && take !== 'oldest') {
-      throw new OperationalStateInputError(
-        'take',
-        take,
-        `take must be "newest" or "oldest", got ${quote(take)}`,
-      );
-    }
-    const { rows } = await this.#ready().query(take === 'newest' ? TAIL_SQL : TAIL_OLDEST_SQL, [
-      options.workspaceId ?? this.workspaceId,
-      after,
-      limit,
-    ]);
-    if (take === 'newest') rows.reverse();
-    return rows.map((r) => ({
-      event_id: r.event_id,
-      event_type: r.event_type,
-      payload: r.payload,
-      workspace_id: r.workspace_id,
-      agent_id: r.agent_id,
-      instance_id: r.instance_id,
-      seq: Number(r.seq),
-      occurred_at: r.occurred_at,
-      chain_seq: Number(r.chain_seq),
-      prev_event_hash: r.prev_event_hash,
-      this_event_hash: r.this_event_hash,
-    }));
+    const resolved = resolveTailOptions(options);
+    return readTail(this.#ready(), options.workspaceId ?? this.workspaceId, resolved);
   }
 }

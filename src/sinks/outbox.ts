@@ -8,27 +8,26 @@
  * is duplicated. The queue is bounded: an append that does not fit is dropped, logged
  * and counted — never silently.
  */
-import type { Logger } from '../holder.js';
-import { OperationalStateInputError, parsePositiveInt, quote } from '../vocabulary.js';
+import { errorText, LOG_TAGS, type Logger, type LogTag, report } from '../logger.js';
+import { positiveInt } from '../options.js';
+import { OperationalStateInputError, quote } from '../vocabulary.js';
+import { Backoff, type OutboxTimers, type RetryOptions, SYSTEM_TIMERS } from './backoff.js';
 import type { DurableSinkStats } from './sql.js';
 import type { ChainEvent } from './types.js';
 
 /** Writes a batch; resolves with how many events were newly stored. */
 export type OutboxWriter = (events: ChainEvent[]) => Promise<number>;
 
-export interface OutboxTimers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+export type { OutboxTimers } from './backoff.js';
 
 export interface OutboxOptions {
   /** Events kept at most (default 10,000). */
   limit?: number;
   /** Backoff: `initialMs` (default 200) doubling up to `maxMs` (default 5,000), ±20% jitter. */
-  retry?: { initialMs?: number; maxMs?: number };
+  retry?: RetryOptions;
   logger?: Logger;
   /** Log tag (default `[kora.operational_state.outbox]`). */
-  tag?: string;
+  tag?: LogTag;
   timers?: OutboxTimers;
   /** Jitter source in [0, 1) (default `Math.random`). */
   random?: () => number;
@@ -40,13 +39,7 @@ export interface OutboxOptions {
   closeNote?: string;
 }
 
-const defaults = {
-  limit: 10_000,
-  initialMs: 200,
-  maxMs: 5000,
-  tag: '[kora.operational_state.outbox]',
-  batchSize: 500,
-};
+const defaults = { limit: 10_000, batchSize: 500 };
 
 /** An append the outbox had no room for. */
 export class OutboxOverflowError extends Error {
@@ -91,8 +84,6 @@ interface Entry {
   settle?: { resolve(): void; reject(err: unknown): void };
 }
 
-const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
-
 /**
  * The ordered, bounded retry queue in front of a writer.
  *
@@ -105,13 +96,11 @@ const message = (err: unknown) => (err instanceof Error ? err.message : String(e
 export class Outbox {
   readonly #write: OutboxWriter;
   readonly #limit: number;
-  readonly #initialMs: number;
-  readonly #maxMs: number;
+  readonly #backoff: Backoff;
   readonly #batchSize: number;
-  readonly #tag: string;
+  readonly #tag: LogTag;
   readonly #logger: Logger;
   readonly #timers: OutboxTimers;
-  readonly #random: () => number;
   readonly #isPermanent: (err: unknown) => boolean;
   readonly #closeNote: string;
   readonly #queue: Entry[] = [];
@@ -126,9 +115,6 @@ export class Outbox {
   #started = false;
   #closed = false;
   #draining = false;
-  /** Consecutive failed writes. */
-  #streak = 0;
-  #timer: unknown;
   /** Write one entry per batch until the refused one is found. */
   #isolate = false;
 
@@ -141,27 +127,12 @@ export class Outbox {
       );
     }
     this.#write = write;
-    this.#limit = parsePositiveInt(options.limit ?? defaults.limit, 'outboxLimit');
-    this.#initialMs = parsePositiveInt(
-      options.retry?.initialMs ?? defaults.initialMs,
-      'retry.initialMs',
-    );
-    this.#maxMs = parsePositiveInt(options.retry?.maxMs ?? defaults.maxMs, 'retry.maxMs');
-    if (this.#maxMs < this.#initialMs) {
-      throw new OperationalStateInputError(
-        'retry.maxMs',
-        this.#maxMs,
-        `retry.maxMs (${this.#maxMs}) must be ≥ retry.initialMs (${this.#initialMs})`,
-      );
-    }
-    this.#batchSize = parsePositiveInt(options.batchSize ?? defaults.batchSize, 'batchSize');
-    this.#tag = options.tag ?? defaults.tag;
+    this.#limit = positiveInt(options.limit ?? defaults.limit, 'outboxLimit');
+    this.#timers = options.timers ?? SYSTEM_TIMERS;
+    this.#backoff = new Backoff(options.retry, this.#timers, options.random ?? Math.random);
+    this.#batchSize = positiveInt(options.batchSize ?? defaults.batchSize, 'batchSize');
+    this.#tag = options.tag ?? LOG_TAGS.outbox;
     this.#logger = options.logger ?? console;
-    this.#timers = options.timers ?? {
-      setTimeout: (fn, ms) => setTimeout(fn, ms),
-      clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-    };
-    this.#random = options.random ?? Math.random;
     this.#isPermanent = options.isPermanent ?? (() => false);
     this.#closeNote = options.closeNote ?? 'they are lost with this process';
   }
@@ -182,7 +153,7 @@ export class Outbox {
    * @internal
    */
   noteFailure(err: unknown): void {
-    this.#stats.lastError = message(err);
+    this.#stats.lastError = errorText(err);
   }
 
   /** Begins writing (appends before this are kept, and rejected as not stored yet). */
@@ -226,7 +197,7 @@ export class Outbox {
         ),
       );
     }
-    if (this.#timer !== undefined) {
+    if (this.#backoff.waiting) {
       // Backing off: not stored now; the retry will write it after those before it.
       return Promise.reject(
         new OutboxPendingError(
@@ -250,9 +221,8 @@ export class Outbox {
    */
   flush(timeoutMs = 5000): Promise<boolean> {
     if (this.#idle()) return Promise.resolve(true);
-    if (this.#started && !this.#closed && this.#timer !== undefined) {
-      this.#timers.clearTimeout(this.#timer);
-      this.#timer = undefined;
+    if (this.#started && !this.#closed && this.#backoff.waiting) {
+      this.#backoff.cancel();
       void this.#drain();
     }
     return new Promise<boolean>((resolve) => {
@@ -271,12 +241,11 @@ export class Outbox {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#backoff.cancel();
     if (this.#stats.outboxDepth > 0) {
       this.#log(
         'error',
-        `${this.#tag} closed with ${this.#stats.outboxDepth} event(s) not stored (last error: ${this.#stats.lastError ?? (this.#started ? 'none' : 'none: the sink never started')}); ${this.#closeNote}`,
+        `closed with ${this.#stats.outboxDepth} event(s) not stored (last error: ${this.#stats.lastError ?? (this.#started ? 'none' : 'none: the sink never started')}); ${this.#closeNote}`,
       );
     }
     for (const entry of this.#queue) {
@@ -295,18 +264,13 @@ export class Outbox {
     const first = events[0]!;
     this.#log(
       'error',
-      `${this.#tag} dropped ${events.length} event(s) (${first.instance_id} seq ${first.seq}…): ${err.message}`,
+      `dropped ${events.length} event(s) (${first.instance_id} seq ${first.seq}…): ${err.message}`,
     );
     return err;
   }
 
   #log(level: 'error' | 'warn', text: string, err?: unknown): void {
-    try {
-      if (err === undefined) this.#logger[level](text);
-      else this.#logger[level](text, err);
-    } catch {
-      // A throwing logger must not stop the outbox.
-    }
+    report(this.#logger, level, this.#tag, text, err);
   }
 
   /** The next batch: the head entry, plus the entries queued behind it (catching up). */
@@ -327,12 +291,7 @@ export class Outbox {
     if (this.#draining) return;
     this.#draining = true;
     try {
-      while (
-        this.#queue.length > 0 &&
-        this.#started &&
-        !this.#closed &&
-        this.#timer === undefined
-      ) {
+      while (this.#queue.length > 0 && this.#started && !this.#closed && !this.#backoff.waiting) {
         const batch = this.#nextBatch();
         const events = batch.flatMap((e) => e.events);
         const retry = batch.some((e) => e.attempts > 0);
@@ -342,7 +301,7 @@ export class Outbox {
           stored = await this.#write(events);
         } catch (err) {
           this.#stats.failures++;
-          this.#stats.lastError = message(err);
+          this.#stats.lastError = errorText(err);
           if (this.#isPermanent(err)) {
             if (batch.length > 1) {
               this.#isolate = true;
@@ -357,17 +316,15 @@ export class Outbox {
         this.#queue.splice(0, batch.length);
         this.#stats.outboxDepth -= events.length;
         this.#stats.appended += stored;
-        if (this.#streak > 0) {
-          this.#log('warn', `${this.#tag} recovered after ${this.#streak} failed attempt(s)`);
-        }
-        this.#streak = 0;
+        const failed = this.#backoff.reset();
+        if (failed > 0) this.#log('warn', `recovered after ${failed} failed attempt(s)`);
         this.#isolate = false;
         if (stored < events.length && !retry) {
           // The store skips only the very same event (another one under a taken
           // (instance_id, seq) is refused): a write whose answer was lost, tried again.
           this.#log(
             'warn',
-            `${this.#tag} ${events.length - stored} event(s) of instance ` +
+            `${events.length - stored} event(s) of instance ` +
               `${quote(events[0]!.instance_id)} (seq ${events[0]!.seq}…) were stored already (the same events, written before); skipped`,
           );
         }
@@ -390,8 +347,8 @@ export class Outbox {
     const first = entry.events[0]!;
     this.#log(
       'error',
-      `${this.#tag} the database refused ${entry.events.length} event(s) (${first.instance_id} seq ${first.seq}…; ` +
-        `${entry.events.map((e) => e.event_type).join(', ')}); not retried: ${message(err)}`,
+      `the database refused ${entry.events.length} event(s) (${first.instance_id} seq ${first.seq}…; ` +
+        `${entry.events.map((e) => e.event_type).join(', ')}); not retried: ${errorText(err)}`,
     );
     entry.settle?.reject(err);
     entry.settle = undefined;
@@ -402,18 +359,16 @@ export class Outbox {
     try {
       entry.onSettled?.();
     } catch (err) {
-      this.#log('error', `${this.#tag} onSettled failed`, err);
+      this.#log('error', 'onSettled failed', err);
     }
   }
 
   #backOff(err: unknown): void {
-    this.#streak++;
-    const base = Math.min(this.#maxMs, this.#initialMs * 2 ** Math.min(this.#streak - 1, 30));
-    const delay = Math.round(base * (0.8 + 0.4 * this.#random()));
-    if (this.#streak === 1) {
+    const delay = this.#backoff.next();
+    if (this.#backoff.streak === 1) {
       this.#log(
         'error',
-        `${this.#tag} append failed; ${this.#stats.outboxDepth} event(s) kept in the outbox, retrying with backoff`,
+        `append failed; ${this.#stats.outboxDepth} event(s) kept in the outbox, retrying with backoff`,
         err,
       );
     }
@@ -422,7 +377,7 @@ export class Outbox {
       if (!entry.settle) continue;
       entry.settle.reject(
         new OutboxPendingError(
-          `append failed (${message(err)}); ${entry.events.length} event(s) kept in the outbox ` +
+          `append failed (${errorText(err)}); ${entry.events.length} event(s) kept in the outbox ` +
             `(${this.#stats.outboxDepth} queued), retrying`,
           err,
           this.#stats.outboxDepth,
@@ -430,11 +385,6 @@ export class Outbox {
       );
       entry.settle = undefined;
     }
-    this.#timer = this.#timers.setTimeout(() => {
-      this.#timer = undefined;
-      void this.#drain();
-    }, delay);
-    // A retry timer alone must not keep the process alive; flush() before exit.
-    (this.#timer as { unref?: () => void } | undefined)?.unref?.();
+    this.#backoff.wait(delay, () => void this.#drain());
   }
 }

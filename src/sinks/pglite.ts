@@ -4,6 +4,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import type { PGlite } from '@electric-sql/pglite';
+import { LOG_TAGS } from '../logger.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
 import type { PgliteLike } from './drivers.js';
 import { type DurableChainSink, type DurableSinkOptions, SqlEventSink } from './durable.js';
@@ -17,8 +18,6 @@ export interface PgliteSinkOptions extends DurableSinkOptions {
 
 /** Where the embedded event log lives by default. */
 export const DEFAULT_PGLITE_DIR = './.kora-opstate/pglite';
-
-const TAG = '[kora.operational_state.sink.pglite]';
 
 /**
  * Creates the PGlite sink. `start()` opens (or creates) the directory and applies the
@@ -50,7 +49,7 @@ export function createPgliteSink(options: PgliteSinkOptions = {}): DurableChainS
   let owned: PGlite | undefined;
   return new SqlEventSink(
     {
-      tag: TAG,
+      tag: LOG_TAGS.pglite,
       async open() {
         if (!db) {
           if (given) {

@@ -2,7 +2,8 @@
  * The Postgres sink: chain events into `event_log` through `pg`, via the outbox.
  */
 import pg from 'pg';
-import type { Logger } from '../holder.js';
+import { LOG_TAGS, type Logger, report } from '../logger.js';
+import { positiveInt } from '../options.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
 import type { PgPoolLike } from './drivers.js';
 import { type DurableChainSink, type DurableSinkOptions, SqlEventSink } from './durable.js';
@@ -20,8 +21,6 @@ export interface PostgresSinkOptions extends DurableSinkOptions {
   /** Connect timeout of the pool the sink creates (default 5,000 ms). */
   connectTimeoutMs?: number;
 }
-
-const TAG = '[kora.operational_state.sink.postgres]';
 
 /**
  * Creates the Postgres sink. Nothing connects until `start()`, which applies the
@@ -52,35 +51,18 @@ export function createPostgresSink(options: PostgresSinkOptions = {}): DurableCh
       `createPostgresSink needs a pool or a connectionString (or DATABASE_URL), got ${quote(connectionString)}`,
     );
   }
-  const max = options.maxConnections ?? 2;
-  const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
-  for (const [field, v] of [
-    ['maxConnections', max],
-    ['connectTimeoutMs', connectTimeoutMs],
-  ] as const) {
-    if (!Number.isInteger(v) || v < 1) {
-      throw new OperationalStateInputError(
-        field,
-        v,
-        `${field} must be a positive integer, got ${quote(v)}`,
-      );
-    }
-  }
+  const max = positiveInt(options.maxConnections ?? 2, 'maxConnections');
+  const connectTimeoutMs = positiveInt(options.connectTimeoutMs ?? 5000, 'connectTimeoutMs');
   const logger: Logger = options.logger ?? console;
   let pool: PgPoolLike | undefined;
   let owned: pg.Pool | undefined;
   // Connections die with the server (restart, failover): without a listener an idle
   // client's error would crash the process. The pool replaces them on the next query.
-  const onError = (err: Error) => {
-    try {
-      logger.warn(`${TAG} connection lost: ${err.message}`);
-    } catch {
-      // Nothing left to report to.
-    }
-  };
+  const onError = (err: Error) =>
+    report(logger, 'warn', LOG_TAGS.postgres, `connection lost: ${err.message}`);
   return new SqlEventSink(
     {
-      tag: TAG,
+      tag: LOG_TAGS.postgres,
       async open() {
         if (!pool) {
           if (given) {

@@ -3,6 +3,7 @@
  * process. For tests and demos — nothing survives the process.
  */
 import { randomUUID } from 'node:crypto';
+import { positiveInt } from '../../options.js';
 import { OperationalStateInputError, quote } from '../../vocabulary.js';
 import {
   type ClaimNextOptions,
@@ -58,12 +59,7 @@ export function checkClaimOptions(o: ClaimNextOptions): void {
     o.workerId,
     'workerId must be a non-empty string',
   );
-  check(
-    'leaseMs',
-    Number.isInteger(o.leaseMs) && o.leaseMs > 0,
-    o.leaseMs,
-    'leaseMs must be a positive integer',
-  );
+  positiveInt(o.leaseMs, 'leaseMs');
 }
 
 /** @internal */

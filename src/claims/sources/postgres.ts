@@ -6,7 +6,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import type { Logger } from '../../holder.js';
+import { z } from 'zod';
+import { LOG_TAGS, type Logger, report } from '../../logger.js';
+import {
+  loggerSchema,
+  nonEmptyStringSchema,
+  objectWithSchema,
+  parseOptions,
+  positiveIntSchema,
+} from '../../options.js';
 import type { PgPoolLike } from '../../sinks/drivers.js';
 import { applyMigrations } from '../../sinks/migrations.js';
 import type { SqlSession } from '../../sinks/sql.js';
@@ -14,7 +22,7 @@ import { OperationalStateInputError, quote } from '../../vocabulary.js';
 import type { NewTicket, Ticket, TicketResolution, TicketSource } from '../types.js';
 import { checkClaimOptions, checkResolution } from './memory.js';
 
-const TAG = '[kora.operational_state.tickets.postgres]';
+const TAG = LOG_TAGS.tickets;
 
 export interface PostgresTicketSourceOptions {
   /** A pool to use (a `pg.Pool`); the source never ends it. */
@@ -106,6 +114,15 @@ ON CONFLICT (id) DO NOTHING`;
 const COUNTS_SQL =
   'SELECT status, count(*)::int AS n FROM tickets WHERE queue = $1 GROUP BY status';
 
+const sourceOptions = z.object({
+  pool: objectWithSchema<PgPoolLike>(['query'], 'must be a pg.Pool').optional(),
+  db: objectWithSchema<SqlSession>(['query'], 'must be a SQL session (e.g. a PGlite)').optional(),
+  connectionString: z.string({ error: 'must be a string' }).optional(),
+  queue: nonEmptyStringSchema(),
+  maxConnections: positiveIntSchema(),
+  logger: loggerSchema(),
+});
+
 /**
  * Creates the Postgres ticket source. Nothing connects until `start()`.
  *
@@ -119,56 +136,24 @@ const COUNTS_SQL =
 export function createPostgresTicketSource(
   options: PostgresTicketSourceOptions = {},
 ): PostgresTicketSource {
-  const { pool: givenPool, db: givenDb } = options;
-  if (givenPool !== undefined && (givenPool === null || typeof givenPool.query !== 'function')) {
-    throw new OperationalStateInputError(
-      'pool',
-      givenPool,
-      `pool must be a pg.Pool, got ${quote(givenPool)}`,
-    );
-  }
-  if (givenDb !== undefined && (givenDb === null || typeof givenDb.query !== 'function')) {
-    throw new OperationalStateInputError(
-      'db',
-      givenDb,
-      `db must be a SQL session (e.g. a PGlite), got ${quote(givenDb)}`,
-    );
-  }
-  const connectionString = options.connectionString ?? process.env.DATABASE_URL;
-  if (!givenPool && !givenDb && (typeof connectionString !== 'string' || connectionString === '')) {
+  const o = parseOptions(sourceOptions, options, {
+    connectionString: process.env.DATABASE_URL,
+    queue: 'default',
+    maxConnections: 2,
+    logger: console as Logger,
+  });
+  const { pool: givenPool, db: givenDb, connectionString, queue, maxConnections: max, logger } = o;
+  if (!givenPool && !givenDb && !connectionString) {
     throw new OperationalStateInputError(
       'connectionString',
       connectionString,
       `createPostgresTicketSource needs a pool, a db or a connectionString (or DATABASE_URL), got ${quote(connectionString)}`,
     );
   }
-  const queue = options.queue ?? 'default';
-  if (typeof queue !== 'string' || queue === '') {
-    throw new OperationalStateInputError(
-      'queue',
-      queue,
-      `queue must be a non-empty string, got ${quote(queue)}`,
-    );
-  }
-  const max = options.maxConnections ?? 2;
-  if (!Number.isInteger(max) || max < 1) {
-    throw new OperationalStateInputError(
-      'maxConnections',
-      max,
-      `maxConnections must be a positive integer, got ${quote(max)}`,
-    );
-  }
-  const logger: Logger = options.logger ?? console;
   let owned: pg.Pool | undefined;
   let session: SqlSession | undefined;
   let starting: Promise<void> | undefined;
-  const onError = (err: Error) => {
-    try {
-      logger.warn(`${TAG} connection lost: ${err.message}`);
-    } catch {
-      // Nothing left to report to.
-    }
-  };
+  const onError = (err: Error) => report(logger, 'warn', TAG, `connection lost: ${err.message}`);
   const db = (): SqlSession => {
     if (!session) throw new Error(`${TAG} ticket source not started; call start()`);
     return session;
