@@ -93,7 +93,8 @@ export {
   type TransitionOptions,
   type TransitionRecord,
 } from './holder.js';
-// The status API, probes, metrics and panel (ST5).
+// The status API, probes, metrics and panel (ST5): a Hono app, its fetch handler, a server.
+export { createStatusApp, type StatusApp } from './http/app.js';
 export {
   createStatusHandler,
   type StatusHandler,

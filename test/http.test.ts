@@ -822,7 +822,15 @@ describe('options', () => {
 });
 
 describe('the panel (HTML)', () => {
-  it('serves a self-contained page with a nonce CSP, the state and the lit statechart', async () => {
+  // The server embeds the status as JSON; the page's script renders it (and every stream
+  // message) in the browser — test/panel.test.ts checks what Chromium shows.
+  const embedded = (html: string, id = 'panel-status') =>
+    JSON.parse(
+      new RegExp(`<script type="application/json" id="${id}">(.*?)</script>`, 's').exec(html)![1]!,
+    );
+  const asJson = (v: unknown) => JSON.parse(JSON.stringify(v));
+
+  it('serves a self-contained page with a nonce CSP, the status and the statechart', async () => {
     const holder = holderIn('ready');
     await holder.send({ type: 'claim.acquired' });
     const res = await handler({ holder })(req('/'));
@@ -835,9 +843,12 @@ describe('the panel (HTML)', () => {
     expect(csp).toContain("connect-src 'self'");
     const html = await res.text();
     expect(html).toContain(`<script nonce="${nonce}">`);
-    expect(html).toContain('<div id="state-badge" class="badge state-active">active</div>');
-    expect(html).toMatch(/<g class="node state-active current" id="node-active"/);
-    expect(html).not.toMatch(/class="node state-ready current"/);
+    expect(html).toContain(`<style nonce="${nonce}">`);
+    expect(embedded(html)).toEqual(asJson(statusOf(holder)));
+    expect(embedded(html).primary_state).toBe('active');
+    // One statechart, lit by the client, not the server.
+    expect(html.match(/<svg class="statechart"/g)).toHaveLength(1);
+    expect(html).not.toMatch(/class="node [^"]*current/);
     // Every src/href is local or a data: URL; nothing names another host.
     for (const [, url] of html.matchAll(/\b(?:src|href)="([^"]*)"/g)) {
       expect(url).toMatch(/^(data:|\/|#|[a-z][\w/-]*$)/);
@@ -860,26 +871,35 @@ describe('the panel (HTML)', () => {
     const html = await (await handler({ holder, title: '<b>t</b>' })(req('/'))).text();
     expect(html).not.toContain('<script>alert');
     expect(html).not.toContain('<b>t</b>');
-    expect(html).toContain(escapeHtml(evil));
+    expect(html).toContain(`<title>${escapeHtml('<b>t</b>')}</title>`);
+    // In the embedded JSON every `<` is \u003c: no `</script>` can end the element.
+    expect(html).toContain(JSON.stringify(evil).slice(1, -1).replace(/</g, '\\u003c'));
+    expect(embedded(html).transition_history.at(-1).trigger).toBe(evil);
     expect(escapeHtml(evil)).toBe('&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;');
   });
 
-  it('shows the stub note before the holder exists, and hides the chain row when unconfigured', () => {
-    const stub = renderPanel(STUB_STATUS);
-    expect(stub).toMatch(
-      /<p id="stub-note" class="stub">OperationalStateHolder not yet initialized/,
+  it('embeds the stub before the holder exists, and no chain when unconfigured', () => {
+    const stub = embedded(renderPanel(STUB_STATUS));
+    expect(stub).toEqual(asJson(STUB_STATUS));
+    expect(stub.stub).toBe(true);
+    const live = embedded(renderPanel(statusOf(holderIn('ready'))));
+    expect(live.stub).toBeUndefined();
+    expect(live.chain).toBeUndefined();
+    expect(renderPanel(STUB_STATUS)).toContain(
+      '<p id="stub-note" class="stub" hidden>OperationalStateHolder not yet initialized',
     );
-    expect(stub).toContain('<dt id="chain-row" hidden>');
-    const live = renderPanel(statusOf(holderIn('ready')));
-    expect(live).toContain('<p id="stub-note" class="stub" hidden>');
   });
 
-  it('lists the valid next transitions with their row numbers and row texts', () => {
+  it('gives the client the valid next transitions with their row texts, and the row numbers', () => {
     const html = renderPanel(statusOf(holderIn('paused')));
-    const body = /<tbody id="next-body">(.*?)<\/tbody>/s.exec(html)?.[1] ?? '';
-    const rows = [...body.matchAll(/<tr><td class="num">(\d+)<\/td>/g)].map((m) => Number(m[1]));
-    expect(rows).toEqual(TRANSITION_TABLE.filter((r) => r.from === 'paused').map((r) => r.row));
-    for (const r of transitionsFrom('paused')) expect(body).toContain(escapeHtml(r.trigger));
+    const next = embedded(html).valid_next_states as { event: string; trigger: string }[];
+    expect(next.map((n) => n.trigger)).toEqual(transitionsFrom('paused').map((r) => r.trigger));
+    const rows = embedded(html, 'panel-rows') as { row: number; from: string; event: string }[];
+    const numbers = next.map(
+      (n) => rows.find((r) => r.from === 'paused' && r.event === n.event)?.row,
+    );
+    expect(numbers).toEqual(TRANSITION_TABLE.filter((r) => r.from === 'paused').map((r) => r.row));
+    expect(html).toContain('<tbody id="next-body"></tbody>');
   });
 });
 

@@ -15,11 +15,15 @@ import type { EmitterLike, SinkLike } from './status.js';
 /** Every metric name this module registers starts with this. */
 export const METRIC_PREFIX = 'kora_operational_state';
 
-/** @internal What the metrics read at scrape time. */
+/**
+ * @internal What the metrics read at scrape time. The emitter's and the sink's metrics are
+ * registered at the first scrape that finds them (an instance may connect its sink after
+ * the app exists); until then they are absent, not zero.
+ */
 export interface MetricSources {
   holder(): OperationalStateHolder | undefined;
-  emitter?: EmitterLike;
-  sink?: SinkLike;
+  emitter(): EmitterLike | undefined;
+  sink(): SinkLike | undefined;
   openStreams(): number;
 }
 
@@ -125,64 +129,66 @@ export function createStatusMetrics(registry: Registry, sources: MetricSources):
       this.set(sources.openStreams());
     },
   });
-  const { emitter, sink } = sources;
-  if (emitter) {
+  const emitted = (pick: (s: EmitterLike['stats']) => number) => () =>
+    pick(sources.emitter()?.stats ?? { emitted: 0, failures: 0 });
+  const sunk = (pick: (s: SinkLike['stats']) => number | undefined) => () =>
+    pick(sources.sink()?.stats ?? { appended: 0, failures: 0, outboxDepth: 0, dropped: 0 }) ?? 0;
+  const counter = (suffix: string, help: string, read: () => number) =>
     new Counter({
-      name: name('emitted_total'),
-      help: 'Chain events the emit listener stored.',
+      name: name(suffix),
+      help,
       registers,
       collect() {
         this.reset();
-        this.inc(emitter.stats.emitted);
+        this.inc(read());
       },
     });
-    new Counter({
-      name: name('emit_failures_total'),
-      help: 'Chain-event emits that failed (logged with [kora.operational_state.emit]).',
-      registers,
-      collect() {
-        this.reset();
-        this.inc(emitter.stats.failures);
-      },
-    });
-  }
-  if (sink) {
-    new Gauge({
-      name: name('outbox_depth'),
-      help: 'Chain events waiting in the durable sink outbox.',
-      registers,
-      collect() {
-        this.set(sink.stats.outboxDepth);
-      },
-    });
-    new Counter({
-      name: name('outbox_dropped_total'),
-      help: 'Chain events dropped because the outbox was full.',
-      registers,
-      collect() {
-        this.reset();
-        this.inc(sink.stats.dropped);
-      },
-    });
-    new Counter({
-      name: name('sink_failures_total'),
-      help: 'Failed append attempts of the durable sink (each retry counts).',
-      registers,
-      collect() {
-        this.reset();
-        this.inc(sink.stats.failures);
-      },
-    });
-    new Counter({
-      name: name('sink_refused_total'),
-      help: 'Chain events the store refused for good (not retried, not stored).',
-      registers,
-      collect() {
-        this.reset();
-        this.inc(sink.stats.refused ?? 0);
-      },
-    });
-  }
+  let emitterMetrics = false;
+  let sinkMetrics = false;
+  /** Registers the emitter's and the sink's metrics once they exist. */
+  const discover = () => {
+    if (!emitterMetrics && sources.emitter()) {
+      emitterMetrics = true;
+      counter(
+        'emitted_total',
+        'Chain events the emit listener stored.',
+        emitted((s) => s.emitted),
+      );
+      counter(
+        'emit_failures_total',
+        'Chain-event emits that failed (logged with [kora.operational_state.emit]).',
+        emitted((s) => s.failures),
+      );
+    }
+    if (!sinkMetrics && sources.sink()) {
+      sinkMetrics = true;
+      const depth = sunk((s) => s.outboxDepth);
+      new Gauge({
+        name: name('outbox_depth'),
+        help: 'Chain events waiting in the durable sink outbox.',
+        registers,
+        collect() {
+          this.set(depth());
+        },
+      });
+      counter(
+        'outbox_dropped_total',
+        'Chain events dropped because the outbox was full.',
+        sunk((s) => s.dropped),
+      );
+      counter(
+        'sink_failures_total',
+        'Failed append attempts of the durable sink (each retry counts).',
+        sunk((s) => s.failures),
+      );
+      counter(
+        'sink_refused_total',
+        'Chain events the store refused for good (not retried, not stored).',
+        sunk((s) => s.refused),
+      );
+    }
+  };
+  discover();
 
   let lastSeq = 0;
   const record = (r: TransitionRecord) => {
@@ -196,7 +202,10 @@ export function createStatusMetrics(registry: Registry, sources: MetricSources):
       lastSeq = 0;
       for (const r of holder.history()) record(r);
     },
-    text: () => registry.metrics(),
+    text: () => {
+      discover();
+      return registry.metrics();
+    },
     get contentType() {
       return registry.contentType;
     },

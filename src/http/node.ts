@@ -1,24 +1,21 @@
 /**
- * A thin `node:http` adapter for a fetch-style handler: IncomingMessage → Request (the
- * body streamed, never buffered here), Response → ServerResponse (streamed, so SSE works;
- * a client that goes away cancels the response body). Binds 127.0.0.1 by default.
+ * The status API on `node:http`, through `@hono/node-server` (the library's adapter:
+ * IncomingMessage → Request, Response → ServerResponse, streamed). What this adds is the
+ * lifecycle: listen on 127.0.0.1 by default, and a `close()` that ends open streams
+ * (SSE) cleanly, waits a grace period for requests in flight and then cuts the rest.
  */
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
-import type { Logger } from '../holder.js';
+import { createAdaptorServer, type HttpBindings } from '@hono/node-server';
+import type { Logger } from '../logger.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
-import {
-  createStatusHandler,
-  HTTP_LOG_TAG,
-  type StatusHandlerOptions,
-  TEXT_BODIES,
-} from './handler.js';
+import { createStatusHandler, type StatusHandler, type StatusHandlerOptions } from './handler.js';
 import { boundHostNames } from './hosts.js';
+import { HTTP_LOG_TAG, json } from './respond.js';
 
-/** Any fetch-style handler. */
-export type FetchHandler = (request: Request) => Promise<Response>;
+/** Any fetch-style handler (a Hono app's `fetch`, `createStatusHandler()`, ...). */
+export type FetchHandler = (request: Request) => Promise<Response> | Response;
 
 /** Where to listen. */
 export interface ListenOptions {
@@ -34,6 +31,12 @@ export interface NodeServerOptions extends ListenOptions {
   logger?: Logger;
   /** How long `close()` waits for open requests before cutting connections (default 2000 ms). */
   closeGraceMs?: number;
+  /**
+   * Let `@hono/node-server` replace the global `Request`/`Response` with its lighter ones
+   * (faster fixed bodies; process-wide). Default `false`: a library does not swap globals
+   * under its host.
+   */
+  overrideGlobalObjects?: boolean;
 }
 
 /** The address a server listens on. */
@@ -59,13 +62,6 @@ export interface NodeHttpServer {
   readonly server: Server;
 }
 
-const nodeDefaults = {
-  host: '127.0.0.1',
-  port: 0,
-  logger: console as Logger,
-  closeGraceMs: 2000,
-};
-
 function checkListen(host: unknown, port: unknown): void {
   if (typeof host !== 'string' || host.length === 0) {
     throw new OperationalStateInputError(
@@ -83,57 +79,7 @@ function checkListen(host: unknown, port: unknown): void {
   }
 }
 
-/**
- * No `signal` on the Request: undici makes following one cost more than the rest of the
- * request together. A client that goes away cancels the response body instead.
- */
-function toRequest(req: IncomingMessage, base: string): Request {
-  const headers = new Headers();
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
-  const method = req.method ?? 'GET';
-  let url: URL;
-  try {
-    url = new URL(req.url ?? '/', req.headers.host ? `http://${req.headers.host}` : base);
-  } catch {
-    url = new URL(req.url ?? '/', base);
-  }
-  if (method === 'GET' || method === 'HEAD') return new Request(url, { method, headers });
-  return new Request(url, {
-    method,
-    headers,
-    body: Readable.toWeb(req) as ReadableStream<Uint8Array>,
-    duplex: 'half',
-  } as RequestInit);
-}
-
-/** Resolves on 'drain', or false when the response closed first. */
-function drained(res: ServerResponse): Promise<boolean> {
-  return new Promise((resolve) => {
-    const done = (ok: boolean) => () => {
-      res.off('drain', onDrain);
-      res.off('close', onClose);
-      resolve(ok);
-    };
-    const onDrain = done(true);
-    const onClose = done(false);
-    res.on('drain', onDrain);
-    res.on('close', onClose);
-  });
-}
-
-/**
- * Creates (does not start) a `node:http` server for `handler`.
- *
- * @example
- * const server = createNodeServer(createStatusHandler());
- * const { url } = await server.listen({ port: 8787 }); // http://127.0.0.1:8787
- * await server.close();
- */
-export function createNodeServer(
-  handler: FetchHandler,
-  options: NodeServerOptions = {},
-): NodeHttpServer {
+function resolveNodeOptions(handler: unknown, options: NodeServerOptions) {
   if (typeof handler !== 'function') {
     throw new OperationalStateInputError(
       'handler',
@@ -141,10 +87,13 @@ export function createNodeServer(
       `handler must be a function, got ${quote(handler)}`,
     );
   }
-  const o = { ...nodeDefaults };
-  for (const [k, v] of Object.entries(options ?? {})) {
-    if (v !== undefined) (o as Record<string, unknown>)[k] = v;
-  }
+  const o = {
+    host: options.host ?? '127.0.0.1',
+    port: options.port ?? 0,
+    logger: options.logger ?? (console as Logger),
+    closeGraceMs: options.closeGraceMs ?? 2000,
+    overrideGlobalObjects: options.overrideGlobalObjects ?? false,
+  };
   checkListen(o.host, o.port);
   if (!Number.isInteger(o.closeGraceMs) || o.closeGraceMs < 0) {
     throw new OperationalStateInputError(
@@ -153,93 +102,101 @@ export function createNodeServer(
       `closeGraceMs must be a non-negative integer, got ${quote(o.closeGraceMs)}`,
     );
   }
-  const { logger } = o;
-  /** Cancels the body of each response being streamed. */
+  if (typeof o.overrideGlobalObjects !== 'boolean') {
+    throw new OperationalStateInputError(
+      'overrideGlobalObjects',
+      o.overrideGlobalObjects,
+      `overrideGlobalObjects must be a boolean, got ${quote(o.overrideGlobalObjects)}`,
+    );
+  }
+  return o;
+}
+
+/**
+ * A body of unknown length (a stream), with a way to end it from outside: the server's
+ * `close()` ends it cleanly (the client sees the end) and cancels the handler's stream.
+ */
+function endable(body: ReadableStream<Uint8Array>, ends: Set<() => void>): ReadableStream {
+  const reader = body.getReader();
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  const end = () => {
+    ends.delete(end);
+    reader.cancel().catch(() => {});
+    try {
+      controller.close();
+    } catch {
+      // Already closed.
+    }
+  };
+  ends.add(end);
+  return new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+    },
+    async pull(c) {
+      const { done, value } = await reader.read();
+      if (!done) c.enqueue(value);
+      else if (ends.has(end)) {
+        ends.delete(end);
+        c.close();
+      }
+    },
+    cancel(reason) {
+      ends.delete(end);
+      return reader.cancel(reason);
+    },
+  });
+}
+
+/**
+ * Creates (does not start) a `node:http` server for `handler` on `@hono/node-server`.
+ *
+ * @example
+ * const server = createNodeServer(createStatusApp({ opstate }).app.fetch);
+ * const { url } = await server.listen({ port: 8787 }); // http://127.0.0.1:8787
+ * await server.close();
+ */
+export function createNodeServer(
+  handler: FetchHandler,
+  options: NodeServerOptions = {},
+): NodeHttpServer {
+  const o = resolveNodeOptions(handler, options ?? {});
+  /** Ends each streamed response body. */
   const streaming = new Set<() => void>();
   let address: ListeningAddress | undefined;
   let closing: Promise<void> | undefined;
   let shuttingDown = false;
 
-  async function respond(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let request: Request;
+  async function fetch(request: Request, env: HttpBindings): Promise<Response> {
+    let response: Response;
     try {
-      request = toRequest(req, address?.url ?? 'http://127.0.0.1');
+      response = await handler(request);
     } catch (err) {
-      res.writeHead(400, {
-        'content-type': 'application/json; charset=utf-8',
-        connection: 'close',
-      });
-      res.end(JSON.stringify({ error: `bad request: ${(err as Error).message}` }));
-      return;
+      o.logger.error(`${HTTP_LOG_TAG} ${request.method} ${request.url} failed`, err);
+      return json(500, { error: 'internal error' });
     }
-    const response = await handler(request);
-    const headers: Record<string, string | string[]> = {};
-    let cookies = false;
-    response.headers.forEach((value, key) => {
-      if (key === 'set-cookie') cookies = true;
-      else headers[key] = value;
+    const { incoming, outgoing } = env;
+    // A body the handler left unread (401, 413, ...) would hold the kept-alive connection:
+    // close it after this answer rather than drain an upload nobody wants.
+    if (!incoming.complete && incoming.method !== 'GET' && incoming.method !== 'HEAD') {
+      outgoing.setHeader('connection', 'close');
+    }
+    // Fixed bodies (every JSON and text answer) pass untouched: reading `body` would turn
+    // the adapter's lightweight Response into a stream-backed one.
+    if (request.method === 'HEAD' || response.headers.has('content-length') || !response.body) {
+      return response;
+    }
+    // Shutting down: a kept-alive connection would hold server.close() for the grace period.
+    outgoing.once('finish', () => {
+      if (shuttingDown) incoming.socket.end();
     });
-    if (cookies) headers['set-cookie'] = response.headers.getSetCookie();
-    // A body the handler left unread (401, 413, ...) would block the kept-alive
-    // connection: close it after this response instead of draining an upload.
-    if (!req.complete) headers.connection = 'close';
-    const body = response.body;
-    if (!body || req.method === 'HEAD') {
-      res.writeHead(response.status, headers);
-      res.end();
-      await body?.cancel().catch(() => {});
-      return;
-    }
-    const text = response.bodyUsed ? undefined : TEXT_BODIES.get(response);
-    if (text !== undefined) {
-      res.writeHead(response.status, headers);
-      res.end(text);
-      return;
-    }
-    if (response.headers.has('content-length')) {
-      // A body of declared size: one write, no chunked encoding.
-      const bytes = new Uint8Array(await response.arrayBuffer());
-      res.writeHead(response.status, headers);
-      res.end(bytes);
-      return;
-    }
-    res.writeHead(response.status, headers);
-    res.flushHeaders();
-    const reader = body.getReader();
-    const cancel = () => {
-      reader.cancel().catch(() => {});
-    };
-    streaming.add(cancel);
-    res.once('close', cancel);
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        if (!res.write(value) && !(await drained(res))) break;
-      }
-      res.end();
-    } catch (err) {
-      logger.error(`${HTTP_LOG_TAG} streaming ${req.method} ${req.url} failed`, err);
-      res.destroy();
-    } finally {
-      streaming.delete(cancel);
-      res.off('close', cancel);
-      // Shutting down: a kept-alive connection would hold server.close() for the grace period.
-      if (shuttingDown) req.socket.end();
-    }
+    return new Response(endable(response.body, streaming), response);
   }
 
-  const server = createServer((req, res) => {
-    respond(req, res).catch((err) => {
-      logger.error(`${HTTP_LOG_TAG} ${req.method} ${req.url} failed`, err);
-      if (!res.headersSent) {
-        res.writeHead(500, { 'content-type': 'application/json; charset=utf-8' });
-        res.end(JSON.stringify({ error: 'internal error' }));
-      } else {
-        res.destroy();
-      }
-    });
-  });
+  const server = createAdaptorServer({
+    fetch: fetch as (request: Request, env: unknown) => Promise<Response>,
+    overrideGlobalObjects: o.overrideGlobalObjects,
+  }) as Server;
 
   return {
     get address() {
@@ -269,7 +226,7 @@ export function createNodeServer(
         shuttingDown = true;
         if (!server.listening) return;
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const cancel of [...streaming]) cancel();
+        for (const end of [...streaming]) end();
         server.closeIdleConnections();
         const timer = setTimeout(() => server.closeAllConnections(), o.closeGraceMs);
         timer.unref();
@@ -286,7 +243,7 @@ export function createNodeServer(
  * Creates a server for `handler` and starts it.
  *
  * @example
- * const server = await serve(createStatusHandler(), { port: 8787 });
+ * const server = await serve(createStatusHandler({ opstate }), { port: 8787 });
  * console.log(server.address?.url);
  */
 export async function serve(
@@ -299,18 +256,19 @@ export async function serve(
 }
 
 /**
- * Options of {@link startStatusServer}: the handler's and the server's. A `host` that is a
+ * Options of {@link startStatusServer}: the app's and the server's. A `host` that is a
  * name (not an IP address) is added to `allowedHosts`.
  */
-export interface StatusServerOptions extends StatusHandlerOptions, ListenOptions {
-  closeGraceMs?: number;
-}
+export interface StatusServerOptions
+  extends StatusHandlerOptions,
+    ListenOptions,
+    Pick<NodeServerOptions, 'closeGraceMs' | 'overrideGlobalObjects'> {}
 
 /** A running status API: its address, the handler, and one `close()` for both. */
 export interface RunningStatusServer extends ListeningAddress {
-  readonly handler: ReturnType<typeof createStatusHandler>;
+  readonly handler: StatusHandler;
   readonly server: NodeHttpServer;
-  /** Ends the SSE streams, stops the server, removes the handler's listeners. */
+  /** Ends the SSE streams, stops the server, removes the app's listeners. */
   close(): Promise<void>;
 }
 
@@ -318,29 +276,31 @@ export interface RunningStatusServer extends ListeningAddress {
  * The status API and panel on `node:http` in one call (what `kora-opstate start` uses).
  *
  * @example
- * const status = await startStatusServer({ port: 8787, operatorToken, sink, emitter });
+ * const status = await startStatusServer({ opstate, port: 8787, operatorToken });
  * console.log(`panel: ${status.url}/`);
  * await status.close();
  */
 export async function startStatusServer(
   options: StatusServerOptions = {},
 ): Promise<RunningStatusServer> {
-  const { host, port, closeGraceMs, ...handlerOptions } = options;
+  const { host, port, closeGraceMs, overrideGlobalObjects, ...appOptions } = options;
   // The name it binds is a name it serves (`--host agent.internal`); IPs always are.
   const bound = boundHostNames(host);
   const handler = createStatusHandler(
-    bound.length && Array.isArray(handlerOptions.allowedHosts ?? [])
-      ? { ...handlerOptions, allowedHosts: [...(handlerOptions.allowedHosts ?? []), ...bound] }
-      : handlerOptions,
+    bound.length && Array.isArray(appOptions.allowedHosts ?? [])
+      ? { ...appOptions, allowedHosts: [...(appOptions.allowedHosts ?? []), ...bound] }
+      : appOptions,
   );
-  const server = createNodeServer(handler, {
-    ...(host !== undefined ? { host } : {}),
-    ...(port !== undefined ? { port } : {}),
-    ...(closeGraceMs !== undefined ? { closeGraceMs } : {}),
-    ...(handlerOptions.logger ? { logger: handlerOptions.logger } : {}),
-  });
+  let server: NodeHttpServer;
   let addr: ListeningAddress;
   try {
+    server = createNodeServer(handler, {
+      ...(host !== undefined ? { host } : {}),
+      ...(port !== undefined ? { port } : {}),
+      ...(closeGraceMs !== undefined ? { closeGraceMs } : {}),
+      ...(overrideGlobalObjects !== undefined ? { overrideGlobalObjects } : {}),
+      ...(appOptions.logger ? { logger: appOptions.logger } : {}),
+    });
     addr = await server.listen();
   } catch (err) {
     await handler.close();

@@ -51,7 +51,15 @@ export interface SpoolStats {
   torn: number;
 }
 
-/** An append the spool had no room for: the events are not kept. */
+/**
+ * An append the spool had no room for: the events are not kept (counted in `dropped`,
+ * and a `kora.chain.gap` marker precedes the next record).
+ *
+ * @example
+ * await sink.append(events).catch((err) => {
+ *   if (err instanceof SpoolOverflowError) alertOperator(err.message);
+ * });
+ */
 export class SpoolOverflowError extends Error {
   override readonly name = 'SpoolOverflowError';
   constructor(

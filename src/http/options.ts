@@ -1,0 +1,193 @@
+/**
+ * The options of the status app ({@link StatusAppOptions}): all optional, resolved over
+ * defaults and validated once, on creation; a bad value is an
+ * {@link OperationalStateInputError} quoting it.
+ */
+import { Registry } from 'prom-client';
+import { getHolder, OperationalStateHolder } from '../holder.js';
+import type { Logger } from '../logger.js';
+import { OperationalStateInputError, quote } from '../vocabulary.js';
+import { createHostCheck, type HostCheck } from './hosts.js';
+import type { EmitterLike, SinkLike } from './status.js';
+
+/** Options of `createStatusApp` / `createStatusHandler`; all optional. */
+export interface StatusAppOptions {
+  /**
+   * The instance to serve (what `createOpstate()` returns). Its `sink` and `chain` (the
+   * emit listener), when it has them (duck-typed: anything with a `stats` object),
+   * stand in for the `sink` and `emitter` options not given; they are read when used, so
+   * a sink connected after the app was made shows up. Without it (nor `holder`)
+   * the app asks `getHolder()` until that returns a holder, keeps that one, and serves the
+   * stub payload (SPEC §7) meanwhile.
+   */
+  opstate?: OperationalStateHolder;
+  /**
+   * The seed's name for `opstate`; also takes a function, asked (like `getHolder`) until it
+   * returns a holder.
+   */
+  holder?: OperationalStateHolder | (() => OperationalStateHolder | undefined);
+  /**
+   * A durable sink: its outbox depth, drops and append failures show in the status and
+   * metrics; one that can also `tail()` and `verifyChain()` (the shipped Postgres and PGlite
+   * sinks) is served read-only at `/api/operational-state/chain` and `…/chain/verify`.
+   */
+  sink?: SinkLike;
+  /** The chain-event emit listener (`makeEmitListener`): its emitted/failure counts show too. */
+  emitter?: EmitterLike;
+  /** Enables `POST /api/operational-state/transitions` with `Authorization: Bearer <token>`. */
+  operatorToken?: string;
+  /** SSE heartbeat comment interval (default 15000 ms). */
+  heartbeatMs?: number;
+  /** prom-client registry for `/metrics` (default: a fresh one per app). */
+  registry?: Registry;
+  /** Default `console`. */
+  logger?: Logger;
+  /** The panel's title (default `kora-opstate`). */
+  title?: string;
+  /**
+   * Host names served besides `localhost`, `*.localhost` and IP addresses: `example.org`
+   * exactly, `.example.org` for it and its subdomains. Any other `Host` gets 421 (DNS
+   * rebinding protection; `/livez` and `/readyz` answer any Host). `['*']` turns the
+   * check off. Default `[]`; `startStatusServer` adds the host name it binds.
+   */
+  allowedHosts?: readonly string[];
+  /**
+   * Without an `operatorToken`, `GET …/chain/verify` is answered from a result at most
+   * this old (ms; default 30000; 0 = a fresh verification each time). Verifications run
+   * one at a time, and requests that arrive meanwhile share the running one.
+   */
+  verifyCacheMs?: number;
+}
+
+/** The seed's name of {@link StatusAppOptions}. */
+export type StatusHandlerOptions = StatusAppOptions;
+
+/** @internal The options after validation. */
+export interface ResolvedStatusOptions {
+  /** The given holder, or where to ask for one until it exists. */
+  readonly holder: OperationalStateHolder | (() => OperationalStateHolder | undefined);
+  /** Given in the options; else the holder's own, read when used (see `StatusCore`). */
+  readonly sink: SinkLike | undefined;
+  readonly emitter: EmitterLike | undefined;
+  readonly operatorToken: string | undefined;
+  readonly heartbeatMs: number;
+  readonly registry: Registry;
+  readonly logger: Logger;
+  readonly title: string;
+  readonly hosts: HostCheck;
+  readonly verifyCacheMs: number;
+}
+
+/** @internal */
+export function invalid(
+  field: string,
+  value: unknown,
+  expected: string,
+): OperationalStateInputError {
+  return new OperationalStateInputError(
+    field,
+    value,
+    `${field} must be ${expected}, got ${quote(value)}`,
+  );
+}
+
+/**
+ * @internal Shaped like a sink or an emit listener: has a `stats` object (the emit listener
+ * itself is a function with `stats`: what `makeEmitListener` returns).
+ */
+export function hasStats(v: unknown): v is { stats: object } {
+  return (
+    (typeof v === 'object' || typeof v === 'function') &&
+    v !== null &&
+    typeof (v as { stats?: unknown }).stats === 'object' &&
+    (v as { stats?: unknown }).stats !== null
+  );
+}
+
+function checkToken(token: unknown): string | undefined {
+  if (token === undefined) return undefined;
+  if (typeof token !== 'string' || token.length === 0 || /\s/.test(token)) {
+    // Never echo a token, not even a malformed one.
+    throw new OperationalStateInputError(
+      'operatorToken',
+      '[redacted]',
+      `operatorToken must be a non-empty string without whitespace, got ${typeof token === 'string' ? `a string of length ${token.length}` : typeof token}`,
+    );
+  }
+  return token;
+}
+
+function checkLogger(logger: unknown): Logger {
+  const log = logger as Partial<Logger> | null;
+  if (
+    log === null ||
+    typeof log !== 'object' ||
+    typeof log.error !== 'function' ||
+    typeof log.warn !== 'function' ||
+    typeof log.info !== 'function'
+  ) {
+    throw invalid('logger', logger, 'a console-compatible logger (error, warn, info)');
+  }
+  return log as Logger;
+}
+
+/** `opstate` or `holder` (not two different ones); `getHolder` when neither. */
+function pickHolder(options: StatusAppOptions): ResolvedStatusOptions['holder'] {
+  const { opstate, holder } = options;
+  if (opstate !== undefined && !(opstate instanceof OperationalStateHolder)) {
+    throw invalid('opstate', opstate, 'the instance createOpstate() returns');
+  }
+  if (
+    holder !== undefined &&
+    !(holder instanceof OperationalStateHolder) &&
+    typeof holder !== 'function'
+  ) {
+    throw invalid('holder', holder, 'an OperationalStateHolder or a function returning one');
+  }
+  if (opstate !== undefined && holder !== undefined && opstate !== holder) {
+    throw invalid('holder', holder, 'left out when opstate is given (holder is its old name)');
+  }
+  return opstate ?? holder ?? getHolder;
+}
+
+/** @internal Validates `options` over the defaults. */
+export function resolveStatusOptions(options: StatusAppOptions): ResolvedStatusOptions {
+  if (options === null || typeof options !== 'object') {
+    throw invalid('options', options, 'an object');
+  }
+  const holder = pickHolder(options);
+  const { sink, emitter } = options;
+  for (const [field, v] of [
+    ['sink', sink],
+    ['emitter', emitter],
+  ] as const) {
+    if (v !== undefined && !hasStats(v)) {
+      throw invalid(field, v, 'an object (or the emit listener) with a `stats` object');
+    }
+  }
+  const heartbeatMs = options.heartbeatMs ?? 15_000;
+  if (!Number.isInteger(heartbeatMs) || heartbeatMs < 1) {
+    throw invalid('heartbeatMs', heartbeatMs, 'a positive integer (ms)');
+  }
+  if (options.registry !== undefined && !(options.registry instanceof Registry)) {
+    throw invalid('registry', options.registry, 'a prom-client Registry');
+  }
+  const title = options.title ?? 'kora-opstate';
+  if (typeof title !== 'string') throw invalid('title', title, 'a string');
+  const verifyCacheMs = options.verifyCacheMs ?? 30_000;
+  if (!Number.isInteger(verifyCacheMs) || verifyCacheMs < 0 || verifyCacheMs > 86_400_000) {
+    throw invalid('verifyCacheMs', verifyCacheMs, 'an integer from 0 to 86400000 (ms)');
+  }
+  return {
+    holder,
+    sink,
+    emitter,
+    operatorToken: checkToken(options.operatorToken),
+    heartbeatMs,
+    registry: options.registry ?? new Registry(),
+    logger: checkLogger(options.logger ?? console),
+    title,
+    hosts: createHostCheck(options.allowedHosts ?? []),
+    verifyCacheMs,
+  };
+}

@@ -1,0 +1,73 @@
+/**
+ * The read-only routes: the panel, the status payload, its history, the probes and the
+ * Prometheus metrics.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Hono } from 'hono';
+import type { StatusCore } from '../core.js';
+import { renderPanel } from '../panel.js';
+import { JSON_HEADERS, json, parsed, textResponse } from '../respond.js';
+import { parseHistoryLimit } from '../schemas.js';
+import { HOLDER_NOT_INITIALIZED, readiness, STUB_STATUS, statusOf } from '../status.js';
+
+function panel(core: StatusCore): Response {
+  const nonce = randomBytes(16).toString('base64');
+  const html = renderPanel(statusOf(core.holder(), core.chain()), {
+    nonce,
+    title: core.options.title,
+  });
+  return textResponse(200, html, {
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+    'x-frame-options': 'DENY',
+    // Everything is inline and same-origin: the page can reach nothing else.
+    'content-security-policy':
+      `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; ` +
+      "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  });
+}
+
+function history(core: StatusCore, url: string): Response {
+  const limit = parsed(() => parseHistoryLimit(new URL(url).searchParams));
+  if ('response' in limit) return limit.response;
+  const holder = core.holder();
+  if (!holder) {
+    return json(200, { transition_history: [], stub: true, error: HOLDER_NOT_INITIALIZED });
+  }
+  return json(200, { transition_history: holder.history(limit.value) });
+}
+
+function livez(core: StatusCore): Response {
+  const state = core.holder()?.current.primaryState ?? STUB_STATUS.primary_state;
+  return state === 'stopped'
+    ? json(503, { live: false, primary_state: state, reason: 'primary state is stopped' })
+    : json(200, { live: true, primary_state: state });
+}
+
+function readyz(core: StatusCore): Response {
+  const holder = core.holder();
+  const r = readiness(holder);
+  const status = statusOf(holder);
+  const base = { primary_state: status.primary_state, claim_permission: status.claim_permission };
+  return r.ready
+    ? json(200, { ready: true, ...base })
+    : json(503, { ready: false, ...base, reason: r.reason });
+}
+
+/** @internal Registers the read-only routes on `app`. */
+export function statusRoutes(app: Hono, core: StatusCore): void {
+  app.get('/', () => panel(core));
+  app.get('/api/operational-state', () => textResponse(200, core.statusJson(), JSON_HEADERS));
+  app.get('/api/operational-state/history', (c) => history(core, c.req.url));
+  app.get('/livez', () => livez(core));
+  app.get('/readyz', () => readyz(core));
+  app.get('/metrics', async () => {
+    core.holder(); // a holder that appeared since is counted from now on
+    return textResponse(200, await core.metrics.text(), {
+      'content-type': core.metrics.contentType,
+      'cache-control': 'no-store',
+    });
+  });
+}
