@@ -309,11 +309,10 @@ export interface EmitListenerOptions {
  * counted in `holder.stats.listenerFailures`). Either way the transition stands.
  *
  * @example
- * const sink = createPostgresSink({ workspaceId: 'ws-1', connectionString: url });
- * await sink.start();
- * const emit = makeEmitListener(sink);
- * holder.addListener(emit, { name: 'chain-emit' });
- * emit.stats; // { emitted: 0, failures: 0 }
+ * // createOpstate({ sink }) registers one; a second chain (e.g. a mirror) is one more:
+ * const mirror = makeEmitListener(createMemorySink({ workspaceId: 'ws-1' }));
+ * opstate.addListener(mirror, { name: 'chain-mirror' });
+ * mirror.stats; // { emitted: 0, failures: 0 }
  */
 export function makeEmitListener(sink: EventSink, options: EmitListenerOptions = {}): EmitListener {
   if (options === null || typeof options !== 'object') {

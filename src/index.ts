@@ -115,6 +115,7 @@ export {
 export type { Logger } from './logger.js';
 // A restart restores the agent's standing pause (SPEC §10).
 export { type RestoredPause, readPersistingPause } from './restore.js';
+export type { PgClientLike, PgliteLike, PgPoolLike } from './sinks/drivers.js';
 export type { DurableChainSink, DurableSinkOptions } from './sinks/durable.js';
 // Sinks: in-memory, Postgres, PGlite (the embedded default).
 export { createMemorySink, type MemoryEventSink, type MemorySinkOptions } from './sinks/memory.js';

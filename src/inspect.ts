@@ -16,9 +16,20 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type * as StatelyInspect from '@statelyai/inspect';
 import { type WebSocket, WebSocketServer } from 'ws';
-import type { InspectionEvent } from 'xstate';
+import type { InspectionEvent, Observer } from 'xstate';
+
+/**
+ * @internal What this module uses of `@statelyai/inspect`, typed here: the optional peer's
+ * own types must not be needed to compile against this package.
+ */
+export interface StatelyInspectModule {
+  createWebSocketInspector(options: { url: string; autoStart?: boolean }): {
+    readonly inspect: Partial<Observer<InspectionEvent>>;
+    stop(): void;
+  };
+}
+
 import { z } from 'zod';
 import { errorText, LOG_TAGS, type Logger, report } from './logger.js';
 import {
@@ -106,8 +117,8 @@ export const INSPECT_INSTALL = 'npm install @statelyai/inspect';
  * const { createWebSocketInspector } = await loadStatelyInspect();
  */
 export async function loadStatelyInspect(
-  load: () => Promise<typeof StatelyInspect> = () => import('@statelyai/inspect'),
-): Promise<typeof StatelyInspect> {
+  load: () => Promise<StatelyInspectModule> = () => import('@statelyai/inspect'),
+): Promise<StatelyInspectModule> {
   try {
     return await load();
   } catch (err) {
@@ -160,7 +171,7 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
  *
  * @example
  * const inspector = createLocalInspector({ port: 8080 });
- * const holder = initHolder({ inspect: inspector.inspect });
+ * const opstate = createOpstate({ sink, inspect: inspector.inspect }); // events before start() are kept
  * const { url } = await inspector.start();
  * console.log(`Stately inspector: open ${url}`);
  * // ...
@@ -176,7 +187,7 @@ export function createLocalInspector(options: LocalInspectorOptions = {}): Local
   let address: LocalInspectorAddress | undefined;
   let http: Server | undefined;
   let wss: WebSocketServer | undefined;
-  let inspector: ReturnType<typeof StatelyInspect.createWebSocketInspector> | undefined;
+  let inspector: ReturnType<StatelyInspectModule['createWebSocketInspector']> | undefined;
   let stopping: Promise<void> | undefined;
   /** The relay's first client: the WebSocket inspector's own connection. */
   let inspectorSocket: WebSocket | undefined;
@@ -197,7 +208,7 @@ export function createLocalInspector(options: LocalInspectorOptions = {}): Local
   async function start(): Promise<LocalInspectorAddress> {
     if (state !== 'new') throw new Error(`${LOG_TAG} start() called on a ${state} inspector`);
     state = 'running';
-    let stately: typeof StatelyInspect;
+    let stately: StatelyInspectModule;
     try {
       stately = await loadStatelyInspect();
     } catch (err) {

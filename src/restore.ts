@@ -97,7 +97,9 @@ export function findPersistingPause(
  * finds the pause to restore, if any.
  *
  * @example
- * const summary = await wireOperationalState({ sink, gates, restore: () => readPersistingPause(sink, 'worker-1') });
+ * const opstate = createOpstate({ sink, agentId: 'worker-1' });
+ * const summary = await bootOpstate(opstate, { gates, restore: () => readPersistingPause(sink, 'worker-1') });
+ * summary.result; // 'paused' when a cost, operator or substrate pause stood at the last stop
  */
 export async function readPersistingPause(
   reader: AgentChainReader,

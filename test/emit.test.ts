@@ -4,6 +4,7 @@
  * bound, refusal) with fake timers and writers.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { OperationalFact } from '../machines/operationalState.machine.js';
 import { wireOperationalState } from '../src/boot.js';
 import {
   BOOT_FAILED_EVENT,
@@ -13,12 +14,12 @@ import {
   EVENT_TYPE_PATTERN,
   EVENT_VOCABULARY,
   emitStateTransition,
+  extraEventOf,
+  factsOfRecord,
   GENERIC_TRANSITION_EVENT,
   makeEmitListener,
   OperationalStateEmitError,
   PAUSED_COST_LIMIT_EVENT,
-  extraEventOf,
-  factsOfRecord,
 } from '../src/emit.js';
 import {
   createOperationalStateHolder,
@@ -36,7 +37,6 @@ import {
   OperationalStateInputError,
   type PrimaryState,
 } from '../src/vocabulary.js';
-import type { OperationalFact } from '../machines/operationalState.machine.js';
 import { recordingLogger } from './support/logger.js';
 
 /** Records every change a holder commits, for the pure functions under test. */
@@ -154,7 +154,7 @@ describe('buildTransitionPayload', () => {
   });
 });
 
-describe('the extra event: a pure mapping of the machine\'s facts', () => {
+describe("the extra event: a pure mapping of the machine's facts", () => {
   it('row 1 (booting → ready) → kora.boot.ready', async () => {
     const { holder, last } = recorded();
     await holder.send({ type: 'boot.gates_passed' });

@@ -166,7 +166,14 @@ describe('bootOpstate on an explicit instance', () => {
     const opstate = createOpstate();
     let checks = 0;
     const gates = [
-      { id: 'g', gateClass: 'invariant' as const, check: async () => (++checks, true) },
+      {
+        id: 'g',
+        gateClass: 'invariant' as const,
+        check: async () => {
+          checks++;
+          return true;
+        },
+      },
     ];
     const first = bootOpstate(opstate, { gates });
     expect(bootOpstate(opstate, { gates })).toBe(first);

@@ -104,14 +104,14 @@ console.log(JSON.stringify({ state: h.current.primaryState, rows: TRANSITION_TAB
     expect(shipped.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
     writeFileSync(
       join(app, 'panel.mjs'),
-      `import { createOperationalStateHolder, renderStatechartSvg, startStatusServer } from '@kora/opstate';
+      `import { createOperationalStateHolder, startStatusServer } from '@kora/opstate';
 const h = createOperationalStateHolder();
 await h.transitionTo('ready', 'all §9.2 gates pass');
 const status = await startStatusServer({ holder: h });
 const res = await fetch(status.url + '/');
 const html = await res.text();
 await status.close();
-console.log(JSON.stringify({ code: res.status, csp: res.headers.get('content-security-policy'), html, svg: renderStatechartSvg({ standalone: true }) }));
+console.log(JSON.stringify({ code: res.status, csp: res.headers.get('content-security-policy'), html }));
 `,
     );
     const out = JSON.parse(run(process.execPath, ['panel.mjs'], app));
@@ -124,7 +124,13 @@ console.log(JSON.stringify({ code: res.status, csp: res.headers.get('content-sec
     expect(out.html).toContain('"primary_state":"ready"');
     expect(out.html).toContain('<svg class="statechart"');
     expect(out.html).not.toMatch(/\{\{\w+\}\}/);
-    expect(out.svg).toContain(file('statechart.css'));
+    // The standalone diagram (the CLI's `diagram --format svg`) carries the same styles.
+    const svg = run(
+      join(app, 'node_modules/.bin/kora-opstate'),
+      ['diagram', '--format', 'svg'],
+      app,
+    );
+    expect(svg).toContain(file('statechart.css'));
   }, 60_000);
 
   it('works from CommonJS: require() loads it (Node ≥ 20.19 loads ES modules from require)', () => {

@@ -50,6 +50,7 @@ export interface WithClaimOptions {
 }
 
 export interface ClaimCoordinatorOptions {
+  /** The instance whose state gates the claims (what `createOpstate` returns). */
   holder: OperationalStateHolder;
   /** Default: the holder's logger. */
   logger?: Logger;
@@ -238,7 +239,7 @@ export class ClaimCoordinator {
    * Resolves `true` once no claim is held, `false` if `timeoutMs` passes first.
    *
    * @example
-   * await holder.send({ type: 'pause', trigger: 'shutdown: SIGTERM' });
+   * await opstate.send({ type: 'pause', cause: 'stop_kora', trigger: 'shutdown: SIGTERM' });
    * const idle = await coordinator.waitForIdle(30_000);
    */
   waitForIdle(timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
@@ -303,7 +304,9 @@ export class ClaimCoordinator {
  * Creates a claim coordinator for `holder`. It starts nothing.
  *
  * @example
- * const coordinator = createClaimCoordinator({ holder: getHolder()! });
+ * const opstate = createOpstate({ sink });
+ * await bootOpstate(opstate, { gates });
+ * const coordinator = createClaimCoordinator({ holder: opstate });
  * await coordinator.withClaim({ id: 't-1', critical: true }, async ({ signal }) => work(signal));
  */
 export function createClaimCoordinator(options: ClaimCoordinatorOptions): ClaimCoordinator {

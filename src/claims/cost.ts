@@ -18,7 +18,7 @@ export interface CostHardStopOptions {
  * Stopped: nothing changes.
  *
  * @example
- * if (spendUsd >= budgetUsd) await costHardStop(holder, { details: { spendUsd, budgetUsd } });
+ * if (spendUsd >= budgetUsd) await costHardStop(opstate, { details: { spendUsd, budgetUsd } });
  */
 export async function costHardStop(
   holder: OperationalStateHolder,
@@ -47,7 +47,7 @@ export interface CreditRefreshOptions {
  * `InvalidStateTransitionError` unless spend < threshold and no claim is still held.
  *
  * @example
- * await creditRefresh(holder, { reconciledSpendUsd: 0, thresholdUsd: 500 });
+ * await creditRefresh(opstate, { reconciledSpendUsd: 0, thresholdUsd: 500 });
  */
 export function creditRefresh(
   holder: OperationalStateHolder,

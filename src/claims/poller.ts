@@ -35,6 +35,7 @@ export class LeaseLostError extends Error {
 export interface TicketPollerOptions {
   source: TicketSource;
   coordinator: ClaimCoordinator;
+  /** The instance the coordinator claims on (what `createOpstate` returns). */
   holder: OperationalStateHolder;
   /** Works one ticket; should stop when `ctx.signal` aborts (lease lost). Throwing = `failed`. */
   handle: (ticket: Ticket, ctx: ClaimContext) => Promise<void>;
@@ -115,10 +116,11 @@ function pollerDefaults(given: Record<string, unknown>) {
  * Creates a ticket poller. Nothing runs until `start()`.
  *
  * @example
- * const holder = getHolder()!;
- * const coordinator = createClaimCoordinator({ holder });
+ * const opstate = createOpstate({ sink });
+ * await bootOpstate(opstate, { gates });
+ * const coordinator = createClaimCoordinator({ holder: opstate });
  * const poller = createTicketPoller({
- *   source, coordinator, holder,
+ *   source, coordinator, holder: opstate,
  *   handle: async (ticket, { signal }) => runAgent(ticket.payload, { signal }),
  * });
  * poller.start();

@@ -38,6 +38,7 @@ export interface SignalSource {
 }
 
 export interface GracefulShutdownOptions {
+  /** The instance to pause and stop (what `createOpstate` returns). */
   holder: OperationalStateHolder;
   /** Its held claim is waited for. */
   coordinator?: ClaimCoordinator;
@@ -128,8 +129,10 @@ function within(p: Promise<unknown>, ms: number): Promise<boolean> {
  * it. Never rejects; resolves with the exit code: 0, or 1 when the outbox could not be
  * flushed and the sink has no spool (chain events would be lost with the process).
  *
+ * @internal Not exported by the package: {@link installShutdownHandlers} runs it on a signal.
+ *
  * @example
- * const code = await gracefulShutdown({ holder, coordinator, poller, sink }, 'deploy');
+ * const code = await gracefulShutdown({ holder: opstate, coordinator, poller, sink }, 'deploy');
  */
 export async function gracefulShutdown(
   options: GracefulShutdownOptions,
@@ -236,7 +239,7 @@ export async function gracefulShutdown(
  * Nothing is installed until this is called.
  *
  * @example
- * const uninstall = installShutdownHandlers({ holder, coordinator, poller, sink });
+ * const uninstall = installShutdownHandlers({ holder: opstate, coordinator, poller, sink });
  */
 export function installShutdownHandlers(options: ShutdownOptions): () => void {
   const { exit, signals, coalesceMs, now, logger } = parseOptions(

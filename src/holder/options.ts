@@ -59,7 +59,6 @@ export function utcSeconds(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 19)}Z`;
 }
 
-
 /** @internal A copy without the `undefined` fields (so they fall back to defaults). */
 export function stripUndefined<T extends object>(obj: T): T {
   const out = {} as T;

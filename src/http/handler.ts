@@ -28,9 +28,10 @@ export interface StatusHandler {
  * function (for tests, and for servers that take one).
  *
  * @example
- * const handler = createStatusHandler({ operatorToken: process.env.KORA_OPERATOR_TOKEN });
+ * const opstate = createOpstate();
+ * const handler = createStatusHandler({ opstate, operatorToken: process.env.KORA_OPERATOR_TOKEN });
  * const res = await handler(new Request('http://localhost/api/operational-state'));
- * await res.json(); // { primary_state: 'booting', ..., stub: true, error: '...' } before initHolder()
+ * (await res.json()).primary_state; // 'booting'
  * await handler.close();
  */
 export function createStatusHandler(options: StatusHandlerOptions = {}): StatusHandler {

@@ -25,7 +25,7 @@ export interface ListenOptions {
   port?: number;
 }
 
-/** Options of {@link createNodeServer}; all optional. */
+/** @internal Options of {@link createNodeServer}; all optional. */
 export interface NodeServerOptions extends ListenOptions {
   /** Default `console`. */
   logger?: Logger;
@@ -151,6 +151,9 @@ function endable(body: ReadableStream<Uint8Array>, ends: Set<() => void>): Reada
 /**
  * Creates (does not start) a `node:http` server for `handler` on `@hono/node-server`.
  *
+ * @internal Not exported by the package: use {@link startStatusServer}, or serve
+ * `createStatusApp({ opstate }).app.fetch` with a server of your own.
+ *
  * @example
  * const server = createNodeServer(createStatusApp({ opstate }).app.fetch);
  * const { url } = await server.listen({ port: 8787 }); // http://127.0.0.1:8787
@@ -242,6 +245,8 @@ export function createNodeServer(
 /**
  * Creates a server for `handler` and starts it.
  *
+ * @internal Not exported by the package (see {@link startStatusServer}).
+ *
  * @example
  * const server = await serve(createStatusHandler({ opstate }), { port: 8787 });
  * console.log(server.address?.url);
@@ -276,7 +281,9 @@ export interface RunningStatusServer extends ListeningAddress {
  * The status API and panel on `node:http` in one call (what `kora-opstate start` uses).
  *
  * @example
- * const status = await startStatusServer({ opstate, port: 8787, operatorToken });
+ * const opstate = createOpstate({ sink });
+ * await bootOpstate(opstate, { gates });
+ * const status = await startStatusServer({ opstate, port: 0, operatorToken });
  * console.log(`panel: ${status.url}/`);
  * await status.close();
  */

@@ -32,7 +32,10 @@ export interface StatusAppOptions {
    * sinks) is served read-only at `/api/operational-state/chain` and `…/chain/verify`.
    */
   sink?: SinkLike;
-  /** The chain-event emit listener (`makeEmitListener`): its emitted/failure counts show too. */
+  /**
+   * The chain-event emit listener: its emitted/failure counts show too (default: the
+   * `opstate`'s own `chain`, which `createOpstate({ sink })` makes).
+   */
   emitter?: EmitterLike;
   /** Enables `POST /api/operational-state/transitions` with `Authorization: Bearer <token>`. */
   operatorToken?: string;

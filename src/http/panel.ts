@@ -81,7 +81,7 @@ function pageTemplate(): readonly string[] {
  * The panel page for `status`: the status goes in as JSON, and the page's script draws it.
  *
  * @example
- * new Response(renderPanel(statusOf(getHolder()), { nonce }), { headers: { 'content-type': 'text/html' } });
+ * new Response(renderPanel(statusOf(opstate), { nonce }), { headers: { 'content-type': 'text/html' } });
  */
 export function renderPanel(status: StatusPayload, options: PanelOptions = {}): string {
   const values: Record<RequestSlot, string> = {

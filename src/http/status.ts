@@ -137,7 +137,7 @@ export function chainHealth(
  * The status payload of `state` with `history` (already consistent with it).
  *
  * @example
- * statusFrom(holder.current, holder.history());
+ * statusFrom(opstate.current, opstate.history());
  */
 export function statusFrom(
   state: OperationalState,
@@ -160,7 +160,8 @@ export function statusFrom(
  * state and the history in one synchronous step: commits are synchronous, so they match.
  *
  * @example
- * statusOf(getHolder()).primary_state; // 'booting' (stub) before initHolder()
+ * statusOf(opstate).primary_state; // 'ready'
+ * statusOf(undefined).stub; // true: the stub payload
  */
 export function statusOf(
   holder: OperationalStateHolder | undefined,

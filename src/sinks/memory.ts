@@ -25,8 +25,8 @@ export interface MemoryEventSink extends EventSink {
  *
  * @example
  * const sink = createMemorySink({ workspaceId: 'ws-1' });
- * holder.addListener(makeEmitListener(sink));
- * await holder.send({ type: 'boot.gates_passed' });
+ * const opstate = createOpstate({ sink }); // the chain listener is the instance's own
+ * await opstate.send({ type: 'boot.gates_passed' });
  * sink.events.map((e) => e.event_type); // ['kora.operational_state.transitioned', 'kora.boot.ready']
  */
 export function createMemorySink(options: MemorySinkOptions = {}): MemoryEventSink {

@@ -27,9 +27,10 @@ export const DEFAULT_PGLITE_DIR = './.kora-opstate/pglite';
  * @example
  * const sink = createPgliteSink({ workspaceId: 'ws-1', dataDir: './.kora-opstate/pglite' });
  * await sink.start();
- * holder.addListener(makeEmitListener(sink));
- * await sink.verifyChain(); // { ok: true, events: 0 }
+ * const opstate = createOpstate({ sink });
+ * await bootOpstate(opstate); // no gates: booting → ready, two chain events
  * await sink.flush(5000); // true once every event is stored
+ * await sink.verifyChain(); // { ok: true, events: 2, head: { chain_seq: 2, hash }, ... } on a new directory
  * await sink.close();
  */
 export function createPgliteSink(options: PgliteSinkOptions = {}): DurableChainSink {

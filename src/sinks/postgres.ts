@@ -28,8 +28,10 @@ export interface PostgresSinkOptions extends DurableSinkOptions {
  *
  * @example
  * const sink = createPostgresSink({ workspaceId: 'ws-1', connectionString: process.env.DATABASE_URL });
- * await sink.start();
- * holder.addListener(makeEmitListener(sink));
+ * const opstate = createOpstate({ sink });
+ * await bootOpstate(opstate, {
+ *   gates: [{ id: 'event_log', gateClass: 'transient', reason: 'substrate', check: async () => (await sink.start(), true) }],
+ * });
  * // ... on shutdown:
  * await sink.flush(5000);
  * await sink.close();
