@@ -20,7 +20,8 @@ import {
   type TransitionPayload,
 } from './chainEvents.js';
 import type { TransitionRecord } from './holder/delivery.js';
-import type { Logger } from './logger.js';
+import { LOG_TAGS, type Logger, SILENT_LOGGER } from './logger.js';
+import { type BatchStats, batchingAppender } from './sinks/batch.js';
 import type { ChainEvent, EventSink } from './sinks/types.js';
 import {
   checkText,
@@ -32,7 +33,7 @@ import {
 export * from './chainEvents.js';
 
 /** The log tag of every emit failure. */
-export const EMIT_LOG_TAG = '[kora.operational_state.emit]';
+export const EMIT_LOG_TAG = LOG_TAGS.emit;
 
 /**
  * A chain event that was not emitted, or not stored: a preflight failure (no sink, empty
@@ -161,9 +162,6 @@ export interface EmitOptions {
   ) => string | undefined;
 }
 
-/** Reports nothing: the emit listener's failures then reach the holder's logger instead. */
-const SILENT: Logger = { error() {}, warn() {}, info() {} };
-
 function logOnce(logger: Logger, err: OperationalStateEmitError): void {
   try {
     logger.error(`${EMIT_LOG_TAG} ${err.message}`, err);
@@ -200,6 +198,26 @@ export async function emitStateTransition(
   record: TransitionRecord,
   options: EmitOptions = {},
 ): Promise<ChainEvent[]> {
+  const emission = prepareEmission(sink, old, next, record, options);
+  try {
+    await sink.append(emission.events);
+  } catch (err) {
+    throw emission.failed(err);
+  }
+  return emission.events;
+}
+
+/** One change's events, numbered; `failed` makes (and logs) the error of their sink failure. */
+type Emission = { events: ChainEvent[]; failed(cause: unknown): OperationalStateEmitError };
+
+/** Preflight (throws, logged, before any seq is used), then the events (the seq is used). */
+function prepareEmission(
+  sink: EventSink,
+  old: OperationalState,
+  next: OperationalState,
+  record: TransitionRecord,
+  options: EmitOptions,
+): Emission {
   const logger = options.logger ?? console;
   const transition = old && next ? `${old.primaryState} → ${next.primaryState}` : undefined;
   const fail = (eventType: string, cause: unknown, types?: readonly string[]) => {
@@ -208,7 +226,6 @@ export async function emitStateTransition(
     return err;
   };
 
-  // Preflight: nothing is appended and no seq is used unless all of it passes.
   if (!sink || typeof sink.append !== 'function') {
     throw fail(GENERIC_TRANSITION_EVENT, new TypeError(`no event sink (got ${quote(sink)})`));
   }
@@ -247,8 +264,7 @@ export async function emitStateTransition(
     throw fail(GENERIC_TRANSITION_EVENT, err, types);
   }
 
-  // From here on the seq is used: the events exist, stored or not. Without a sequence
-  // the change is its own instance (a listener passes the one it keeps).
+  // Without a sequence the change is its own instance (a listener passes the one it keeps).
   const sequence = options.sequence ?? createEmitSequence();
   const first = sequence.reserve(types.length);
   const events: ChainEvent[] = types.map((event_type, i) => ({
@@ -260,12 +276,7 @@ export async function emitStateTransition(
     seq: first + i,
     occurred_at: occurredAt,
   }));
-  try {
-    await sink.append(events);
-  } catch (err) {
-    throw fail(failedType(types, err), err, types);
-  }
-  return events;
+  return { events, failed: (cause) => fail(failedType(types, cause), cause, types) };
 }
 
 /** A holder listener that emits chain events, with its own counters. */
@@ -282,6 +293,8 @@ export interface EmitListener {
   readonly instanceId: string;
   /** The `agent_id` of every event this listener emits. */
   readonly agentId: string;
+  /** Sink calls made (`batches`) for how many changes: concurrent ones share one. */
+  readonly batches: BatchStats;
   /** Read by `addListener`: the holder delivers the next change once this one is queued. */
   readonly pipelined: true;
 }
@@ -315,29 +328,20 @@ export interface EmitListenerOptions {
  * mirror.stats; // { emitted: 0, failures: 0 }
  */
 export function makeEmitListener(sink: EventSink, options: EmitListenerOptions = {}): EmitListener {
-  if (options === null || typeof options !== 'object') {
+  const refuse = (field: string, value: unknown, must: string): never => {
     throw new OperationalStateInputError(
-      'options',
-      options,
-      `options must be an object, got ${quote(options)}`,
+      field,
+      value,
+      `${field} must ${must}, got ${quote(value)}`,
     );
-  }
+  };
+  if (options === null || typeof options !== 'object') refuse('options', options, 'be an object');
   if (options.logger !== undefined && typeof options.logger?.error !== 'function') {
-    throw new OperationalStateInputError(
-      'logger',
-      options.logger,
-      `logger must have an error() method, got ${quote(options.logger)}`,
-    );
+    refuse('logger', options.logger, 'have an error() method');
   }
   for (const field of ['now', 'selectExtra'] as const) {
     const v = options[field];
-    if (v !== undefined && typeof v !== 'function') {
-      throw new OperationalStateInputError(
-        field,
-        v,
-        `${field} must be a function, got ${quote(v)}`,
-      );
-    }
+    if (v !== undefined && typeof v !== 'function') refuse(field, v, 'be a function');
   }
   const sequence = createEmitSequence(options.instanceId ?? defaultInstanceId());
   const agentId = parseAgentId(options.agentId ?? DEFAULT_AGENT_ID);
@@ -350,29 +354,36 @@ export function makeEmitListener(sink: EventSink, options: EmitListenerOptions =
     agentId,
     // Without a logger of its own the listener reports nothing itself: it rethrows, and
     // the holder logs the failure once, through the holder's logger.
-    logger: options.logger ?? SILENT,
+    logger: options.logger ?? SILENT_LOGGER,
     ...(options.now ? { now: options.now } : {}),
     ...(options.selectExtra ? { selectExtra: options.selectExtra } : {}),
   };
+  // Concurrent transitions (delivered back to back: pipelined) share one sink call.
+  const append = batchingAppender(sink);
   const listener = async (
     old: OperationalState,
     next: OperationalState,
     record: TransitionRecord,
     facts?: readonly OperationalFact[],
   ) => {
+    let emission: Emission | undefined;
     try {
-      const events = await emitStateTransition(
+      // Synchronous up to the append: seqs are handed out in commit order.
+      emission = prepareEmission(
         sink,
         old,
         next,
         record,
         facts ? { ...emitOptions, facts } : emitOptions,
       );
-      stats.emitted += events.length;
-    } catch (err) {
+      await append(emission.events);
+      stats.emitted += emission.events.length;
+    } catch (cause) {
+      // Reported once (a preflight failure already, a sink failure here) to `options.logger`;
+      // without one, rethrown for the holder to log.
+      const err = emission ? emission.failed(cause) : cause;
       stats.failures++;
       stats.lastError = err instanceof Error ? err.message : String(err);
-      // Logged already (to `options.logger`): keep the holder from logging it again.
       if (options.logger === undefined) throw err;
     }
   };
@@ -380,7 +391,8 @@ export function makeEmitListener(sink: EventSink, options: EmitListenerOptions =
   Object.defineProperty(listener, 'stats', { get: () => ({ ...stats }), enumerable: true });
   Object.defineProperty(listener, 'instanceId', { value: sequence.instanceId, enumerable: true });
   Object.defineProperty(listener, 'agentId', { value: agentId, enumerable: true });
-  // Delivered pipelined by the holder: concurrent transitions share one spool fsync.
+  Object.defineProperty(listener, 'batches', { get: () => append.stats, enumerable: true });
+  // Delivered pipelined by the holder: concurrent transitions share one sink call.
   Object.defineProperty(listener, 'pipelined', { value: true, enumerable: true });
   return listener as EmitListener;
 }

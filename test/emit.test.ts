@@ -962,3 +962,88 @@ describe("an emit failure is reported once, through the holder's logger (issue 9
     expect(getHolder()!.stats.listenerFailures).toBe(0);
   });
 });
+
+describe('the emit listener batches concurrent transitions (issue 12)', () => {
+  const burst = (holder: OperationalStateHolder, n: number) => {
+    const sent: Promise<unknown>[] = [];
+    for (let i = 0; i < n; i++) {
+      const ready = holder.current.primaryState === 'ready';
+      sent.push(holder.send({ type: ready ? 'claim.acquired' : 'claim.released' }));
+    }
+    return Promise.all(sent);
+  };
+
+  it('300 concurrent transitions → one append call, events in commit order, seq gapless', async () => {
+    const sink = createMemorySink({ workspaceId: 'ws-1' });
+    const holder = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
+    const emit = makeEmitListener(sink, { instanceId: 'i-1' });
+    holder.addListener(emit);
+    await burst(holder, 300);
+    expect(sink.appends).toBe(1);
+    expect(emit.batches).toEqual({ batches: 1, changes: 300, largest: 300 });
+    expect(sink.events.map((e) => e.seq)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    expect(sink.events.map((e) => e.payload.to_primary_state)).toEqual(
+      sink.events.map((_, i) => (i % 2 === 0 ? 'active' : 'ready')),
+    );
+    // Sequential transitions still make one call each.
+    await burst(holder, 1);
+    await burst(holder, 1);
+    expect(sink.appends).toBe(3);
+  });
+
+  it('a failed batch rejects every member: each reported once, none resolves before its events are stored', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const sink: EventSink = {
+      workspaceId: 'ws-1',
+      append: async () => {
+        await gate;
+        throw new Error('store down');
+      },
+    };
+    const holder = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
+    const logger = recordingLogger();
+    const emit = makeEmitListener(sink, { logger });
+    holder.addListener(emit);
+    let settled = false;
+    const done = burst(holder, 5).then(() => {
+      settled = true;
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toBe(false);
+    release();
+    await done;
+    expect(emit.stats).toMatchObject({ emitted: 0, failures: 5 });
+    expect(logger.find('error', '[kora.operational_state.emit]')).toHaveLength(5);
+  });
+
+  it('with appendEach, each change gets its own answer: a refused one fails alone', async () => {
+    const stored: ChainEvent[][] = [];
+    let calls = 0;
+    const sink: EventSink = {
+      workspaceId: 'ws-1',
+      append: async () => {
+        throw new Error('not used');
+      },
+      appendEach(changes) {
+        calls++;
+        return changes.map((events) => {
+          if (events[0]!.seq === 2) return Promise.reject(new Error('refused'));
+          stored.push(events);
+          return Promise.resolve();
+        });
+      },
+    };
+    const holder = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
+    const logger = recordingLogger();
+    const emit = makeEmitListener(sink, { logger });
+    holder.addListener(emit);
+    await burst(holder, 3);
+    expect(calls).toBe(1);
+    expect(stored.map((e) => e[0]!.seq)).toEqual([1, 3]);
+    expect(emit.stats).toMatchObject({ emitted: 2, failures: 1 });
+    expect(logger.find('error', 'refused')).toHaveLength(1);
+  });
+});

@@ -61,7 +61,7 @@ describe('migrations', () => {
       );
       expect(none[0]).toEqual({ t: null, m: null });
 
-      expect(shipped).toEqual([1, 2, 3]);
+      expect(shipped).toEqual([1, 2, 3, 4]);
       expect(await applyMigrations(db)).toEqual({ applied: shipped, version: latest });
       expect(await applyMigrations(db)).toEqual({ applied: [], version: latest });
       const { rows } = await db.query<{ version: number; name: string }>(
@@ -71,6 +71,7 @@ describe('migrations', () => {
         { version: 1, name: 'event_log' },
         { version: 2, name: 'tickets' },
         { version: 3, name: 'keyed_chain' },
+        { version: 4, name: 'async_commit' },
       ]);
       // A later feature appends a migration: only that one runs.
       const next = [

@@ -2,7 +2,7 @@
  * The durable sink over a SQL backend, shared by Postgres and PGlite: migrations at
  * `start()`, appends through the outbox, chain verification and reads.
  */
-import type { Logger } from '../logger.js';
+import { type Logger, report } from '../logger.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
 import {
   type DurableChainSink,
@@ -18,6 +18,7 @@ import { Outbox } from './outbox.js';
 import { readAgentTransitions, readTail, resolveTailOptions } from './reads.js';
 import { Spool, type SpoolGap } from './spool.js';
 import {
+  APPEND_ASYNC_SQL,
   APPEND_SQL,
   CHAIN_GAP_EVENT,
   isPermanentSqlError,
@@ -53,6 +54,8 @@ export class SqlEventSink implements DurableChainSink {
   readonly #key: ChainKey | undefined;
   readonly #keyed: KeyedAppender | undefined;
   #head: ChainHead | null = null;
+  /** Appends commit asynchronously, then wait on the backend's WAL barrier (Postgres). */
+  #asyncCommit = false;
 
   constructor(backend: SqlBackend, options: DurableSinkOptions) {
     this.workspaceId = resolveWorkspaceId(options.workspaceId);
@@ -122,6 +125,7 @@ export class SqlEventSink implements DurableChainSink {
       await this.#openSpool();
       const session = await this.#backend.open();
       await applyMigrations(session);
+      this.#asyncCommit = await this.#probeBarrier(session);
       this.#session = session;
       this.#outbox.start();
     })().catch((err) => {
@@ -140,26 +144,54 @@ export class SqlEventSink implements DurableChainSink {
    * retried (see `stats.outboxDepth`).
    */
   append(events: ChainEvent[]): Promise<void> {
+    return this.appendEach([events])[0]!;
+  }
+
+  /**
+   * {@link append} for several committed changes at once, in order (the emit listener's
+   * batch): one spool write and fsync, one store write (one transaction, one chain lock)
+   * for all of them. One promise per change; a change the store refuses is refused alone.
+   */
+  appendEach(changes: readonly ChainEvent[][]): Promise<void>[] {
+    const results: Promise<void>[] = [];
+    const accepted: ChainEvent[][] = [];
+    const slots: number[] = [];
+    for (const events of changes) {
+      const refused = this.#check(events);
+      if (refused) {
+        results.push(Promise.reject(refused));
+        continue;
+      }
+      slots.push(results.length);
+      results.push(Promise.resolve());
+      accepted.push(events);
+    }
+    if (accepted.length === 0) return results;
+    const done = this.#spool ? this.#spooled(accepted) : this.#outbox.appendEach(accepted);
+    done.forEach((p, i) => {
+      results[slots[i]!] = p;
+    });
+    return results;
+  }
+
+  #check(events: ChainEvent[]): Error | undefined {
     for (const e of events) {
       if (e.workspace_id !== this.workspaceId) {
-        return Promise.reject(
-          new OperationalStateInputError(
-            'workspace_id',
-            e.workspace_id,
-            `event for workspace ${quote(e.workspace_id)} appended to the sink of ${quote(this.workspaceId)}`,
-          ),
+        return new OperationalStateInputError(
+          'workspace_id',
+          e.workspace_id,
+          `event for workspace ${quote(e.workspace_id)} appended to the sink of ${quote(this.workspaceId)}`,
         );
       }
       if (this.#key) {
         try {
           checkKeyedEvent(e);
         } catch (err) {
-          return Promise.reject(err);
+          return err as Error;
         }
       }
     }
-    if (!this.#spool) return this.#outbox.append(events);
-    return this.#spooled(events);
+    return undefined;
   }
 
   /** Opens the spool once; what a crashed run left is queued before anything new. */
@@ -180,11 +212,24 @@ export class SqlEventSink implements DurableChainSink {
     this.#outbox.append(events, { onSettled: () => spool.ack(), replay }).catch(() => {});
   }
 
-  async #spooled(events: ChainEvent[]): Promise<void> {
+  /** Into the spool (one write), then into the outbox together (one store write). */
+  #spooled(changes: ChainEvent[][]): Promise<void>[] {
     // Appends reach the spool in call order: each waits on the same open, then appends.
-    await this.#openSpool();
-    const written = await this.#spool!.append(events, (gap) => this.#gapEvent(gap, events[0]!));
-    for (const record of written) this.#queue(record);
+    const written = this.#openSpool().then(() =>
+      this.#spool!.appendEach(changes, (gap) => this.#gapEvent(gap, changes[0]![0]!)),
+    );
+    const each = changes.map((_, i) => written.then((all) => all[i]!));
+    // Once every change has its answer (fsynced or overflowed), the fsynced ones queue in
+    // order, in one outbox call.
+    void Promise.allSettled(each).then((settled) => {
+      const records = settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+      if (records.length === 0) return;
+      const spool = this.#spool!;
+      for (const p of this.#outbox.appendEach(records, { onSettled: () => spool.ack() })) {
+        p.catch(() => {});
+      }
+    });
+    return each.map((p) => p.then(() => undefined));
   }
 
   /** The chain's record of an overflow: it takes the first dropped event's `seq`. */
@@ -223,18 +268,46 @@ export class SqlEventSink implements DurableChainSink {
     await this.#backend.shut();
   }
 
+  /** Whether the server runs the WAL barrier (a role may lack it): appends commit async then. */
+  async #probeBarrier(session: SqlSession): Promise<boolean> {
+    const barrier = this.#backend.walBarrier;
+    if (barrier === undefined) return false;
+    try {
+      await session.query(barrier);
+      return true;
+    } catch (err) {
+      // Not allowed or not there (42501, 42883): synchronous commits, as before migration 4.
+      if (!/^42/.test(String((err as { code?: unknown })?.code))) throw err;
+      report(
+        this.#logger,
+        'warn',
+        this.#backend.tag,
+        'no WAL barrier; appends commit synchronously',
+        err,
+      );
+      return false;
+    }
+  }
+
   async #write(events: ChainEvent[]): Promise<number> {
     const session = this.#session;
     if (!session) throw new Error(`${this.#backend.tag} sink not started`);
+    const asyncCommit = this.#asyncCommit;
+    let stored: number;
     if (this.#keyed) {
-      const { stored, head } = await this.#keyed.append(session, events);
-      if (head) this.#head = head;
-      return stored;
+      const r = await this.#keyed.append(session, events, asyncCommit);
+      if (r.head) this.#head = r.head;
+      stored = r.stored;
+    } else {
+      const sql = asyncCommit ? APPEND_ASYNC_SQL : APPEND_SQL;
+      const { rows } = await session.query(sql, [JSON.stringify(events)]);
+      const r = rows[0]?.r as { stored: number; head_seq: number; head_hash: string } | undefined;
+      stored = Number(r?.stored ?? 0);
+      if (r && stored > 0) this.#head = { chain_seq: Number(r.head_seq), hash: r.head_hash };
     }
-    const { rows } = await session.query(APPEND_SQL, [JSON.stringify(events)]);
-    const r = rows[0]?.r as { stored: number; head_seq: number; head_hash: string } | undefined;
-    const stored = Number(r?.stored ?? 0);
-    if (r && stored > 0) this.#head = { chain_seq: Number(r.head_seq), hash: r.head_hash };
+    // Durable only once the WAL is flushed past the commit: the barrier's own synchronous
+    // commit does that, outside the chain lock (and covers a retry that found them stored).
+    if (asyncCommit) await session.query(this.#backend.walBarrier!);
     return stored;
   }
 

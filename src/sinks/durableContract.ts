@@ -91,4 +91,11 @@ export interface SqlBackend {
   open(): Promise<SqlSession>;
   /** Releases what `open` acquired. */
   shut(): Promise<void>;
+  /**
+   * A server whose writers run at once (Postgres): appends commit asynchronously, so the
+   * chain lock is not held across the WAL flush, and the sink then runs this barrier —
+   * a synchronous commit that writes WAL, so the flush covers the append — before it
+   * acknowledges. Without it (PGlite: one session), appends commit synchronously.
+   */
+  readonly walBarrier?: string;
 }

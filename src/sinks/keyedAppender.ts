@@ -163,8 +163,11 @@ function link(key: ChainKey, batch: readonly Prepared[], head: KnownHead) {
   return { rows, head: { seq, hash } };
 }
 
-const APPEND_KEYED_SQL =
-  'SELECT kora_opstate_append_keyed($1::bigint, $2::text, $3::text, $4::jsonb) AS r';
+const APPEND_KEYED_SQL = (fn: string) =>
+  `SELECT ${fn}($1::bigint, $2::text, $3::text, $4::jsonb) AS r`;
+const APPEND_KEYED = APPEND_KEYED_SQL('kora_opstate_append_keyed');
+/** Committing asynchronously (migration 4): the caller runs its WAL barrier next. */
+const APPEND_KEYED_ASYNC = APPEND_KEYED_SQL('kora_opstate_append_keyed_async');
 
 /** Optimistic tries (one statement each) before appending under an explicit lock. */
 const OPTIMISTIC_TRIES = 2;
@@ -189,9 +192,11 @@ export class KeyedAppender {
     this.#key = key;
   }
 
+  /** `asyncCommit`: commit without waiting for the WAL flush (the caller then waits for it). */
   async append(
     session: SqlSession,
     events: readonly ChainEvent[],
+    asyncCommit = false,
   ): Promise<{ stored: number; head: ChainHead | undefined }> {
     let batch = prepare(events);
     try {
@@ -208,7 +213,7 @@ export class KeyedAppender {
         try {
           ({
             rows: [{ r }],
-          } = await session.query(APPEND_KEYED_SQL, [
+          } = await session.query(asyncCommit ? APPEND_KEYED_ASYNC : APPEND_KEYED, [
             expected.seq === 0 ? null : expected.seq,
             expected.hash,
             this.#key.keyId,
@@ -228,7 +233,7 @@ export class KeyedAppender {
         batch = batch.filter((e) => !taken.has(pairKey(e.instance_id, e.seq)));
       }
       if (batch.length === 0) return { stored: 0, head: undefined };
-      return await this.#appendLocked(session, batch);
+      return await this.#appendLocked(session, batch, asyncCommit);
     } catch (err) {
       this.#known = undefined;
       throw err;
@@ -239,9 +244,11 @@ export class KeyedAppender {
   #appendLocked(
     session: SqlSession,
     batch: Prepared[],
+    asyncCommit: boolean,
   ): Promise<{ stored: number; head: ChainHead | undefined }> {
     const ws = batch[0]!.workspace_id;
     return inTransaction(session, async (tx) => {
+      if (asyncCommit) await tx.query('SET LOCAL synchronous_commit = off');
       await tx.query(`SELECT pg_advisory_xact_lock(${CHAIN_LOCK_CLASS}, hashtext($1))`, [ws]);
       const { rows } = await tx.query(HEAD_AND_TAKEN_SQL, [
         ws,

@@ -4,6 +4,7 @@
  * start at once. Never edit an applied migration — append a new one (its SQL text in
  * `migrations/`, one module per migration).
  */
+import { ASYNC_COMMIT } from './migrations/asyncCommit.js';
 import { EVENT_LOG } from './migrations/eventLog.js';
 import { KEYED_CHAIN } from './migrations/keyedChain.js';
 import { TICKETS } from './migrations/tickets.js';
@@ -20,12 +21,13 @@ export interface Migration {
  * The migrations, in order. Append-only: later features add entries with higher versions.
  *
  * @example
- * MIGRATIONS.map((m) => `${m.version} ${m.name}`); // ['1 event_log', '2 tickets', '3 keyed_chain']
+ * MIGRATIONS.map((m) => `${m.version} ${m.name}`); // ['1 event_log', '2 tickets', '3 keyed_chain', '4 async_commit']
  */
 export const MIGRATIONS: Migration[] = [
   { version: 1, name: 'event_log', sql: EVENT_LOG },
   { version: 2, name: 'tickets', sql: TICKETS },
   { version: 3, name: 'keyed_chain', sql: KEYED_CHAIN },
+  { version: 4, name: 'async_commit', sql: ASYNC_COMMIT },
 ];
 
 export interface ApplyMigrationsOptions {

@@ -165,14 +165,25 @@ export class Outbox {
 
   /** Queues `events`; resolves once they are stored, rejects on their first failure. */
   append(events: ChainEvent[], options: OutboxAppendOptions = {}): Promise<void> {
+    const done = this.#enqueue(events, options);
+    void this.#drain();
+    return done;
+  }
+
+  /**
+   * Queues several changes' events, in order, each its own entry (a refusal refuses only
+   * it), written together (up to `batchSize` events a write): one promise per change.
+   */
+  appendEach(changes: readonly ChainEvent[][], options: OutboxAppendOptions = {}): Promise<void>[] {
+    const done = changes.map((events) => this.#enqueue(events, options));
+    void this.#drain();
+    return done;
+  }
+
+  #enqueue(events: ChainEvent[], options: OutboxAppendOptions): Promise<void> {
     if (!Array.isArray(events)) {
-      return Promise.reject(
-        new OperationalStateInputError(
-          'events',
-          events,
-          `events must be an array, got ${quote(events)}`,
-        ),
-      );
+      const text = `events must be an array, got ${quote(events)}`;
+      return Promise.reject(new OperationalStateInputError('events', events, text));
     }
     if (events.length === 0) return Promise.resolve();
     if (this.#closed) return Promise.reject(this.#drop(events, new Error(`${this.#tag} closed`)));
@@ -208,11 +219,9 @@ export class Outbox {
         ),
       );
     }
-    const done = new Promise<void>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       entry.settle = { resolve, reject };
     });
-    void this.#drain();
-    return done;
   }
 
   /**

@@ -65,6 +65,8 @@ export function createPostgresSink(options: PostgresSinkOptions = {}): DurableCh
   return new SqlEventSink(
     {
       tag: LOG_TAGS.postgres,
+      // A transactional WAL record, committed synchronously: its flush covers the append.
+      walBarrier: "SELECT pg_logical_emit_message(true, 'kora-opstate', '')",
       async open() {
         if (!pool) {
           if (given) {

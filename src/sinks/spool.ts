@@ -208,13 +208,34 @@ export class Spool {
     events: readonly ChainEvent[],
     marker?: (gap: SpoolGap) => ChainEvent,
   ): Promise<ChainEvent[][]> {
-    if (this.#closed) throw new Error(`${LOG_TAGS.spool} closed`);
-    if (events.length === 0) return [];
+    const [done] = this.appendEach([events], marker);
+    return done!;
+  }
+
+  /**
+   * {@link append} for several transitions at once, in order: their records share one
+   * write and one `fdatasync`. One promise per transition (each may overflow alone).
+   */
+  appendEach(
+    changes: readonly (readonly ChainEvent[])[],
+    marker?: (gap: SpoolGap) => ChainEvent,
+  ): Promise<ChainEvent[][]>[] {
+    const done = changes.map((events) => this.#enqueue(events, marker));
+    if (this.#pending.length > 0 && !this.#writing) this.#idle = this.#writeLoop();
+    return done;
+  }
+
+  #enqueue(
+    events: readonly ChainEvent[],
+    marker?: (gap: SpoolGap) => ChainEvent,
+  ): Promise<ChainEvent[][]> {
+    if (this.#closed) return Promise.reject(new Error(`${LOG_TAGS.spool} closed`));
+    if (events.length === 0) return Promise.resolve([]);
     const markers = marker ? this.#gaps.map((g) => [marker(g)]) : [];
     const needed = markers.length + events.length;
     if (this.#stats.depth + needed > this.#limit) {
       this.#overflow(events);
-      throw new SpoolOverflowError(events.length, this.#limit);
+      return Promise.reject(new SpoolOverflowError(events.length, this.#limit));
     }
     if (marker) this.#gaps = [];
     const records = [...markers, [...events]];
@@ -225,9 +246,7 @@ export class Spool {
           this.#pending.push({ line: encodeRecord(r), events: r.length, resolve, reject });
         }),
     );
-    if (!this.#writing) this.#idle = this.#writeLoop();
-    await Promise.all(done);
-    return records;
+    return Promise.all(done).then(() => records);
   }
 
   /** The oldest unacknowledged record is stored (or refused for good): it may go. */

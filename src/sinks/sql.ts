@@ -69,6 +69,8 @@ export const STORED_ROW_HASH_SQL = eventHashSql({
  * @internal
  */
 export const APPEND_SQL = 'SELECT kora_opstate_append_linked($1::jsonb) AS r';
+/** The same, committing asynchronously (migration 4): the sink runs its WAL barrier next. @internal */
+export const APPEND_ASYNC_SQL = 'SELECT kora_opstate_append_linked_async($1::jsonb) AS r';
 
 /** `occurred_at` as the emitter writes it (`Date#toISOString`), rendered back in SQL. */
 const OCCURRED_AT_MS_SQL = `to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;

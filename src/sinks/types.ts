@@ -22,6 +22,12 @@ export interface ChainEvent {
 export interface EventSink {
   readonly workspaceId: string;
   append(events: ChainEvent[]): Promise<void>;
+  /**
+   * Optional: several committed changes' events at once, in order, stored together (one
+   * write where the store allows), with one promise per change — so a refusal or an
+   * overflow is one change's alone. Without it the emitter batches into one `append`.
+   */
+  appendEach?(changes: ChainEvent[][]): Promise<void>[];
 }
 
 /** Counters a durable sink keeps (the status API and `/metrics` show them). */
