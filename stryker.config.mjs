@@ -11,7 +11,8 @@ export default {
   // The suites to run are vitest.mutate.config.ts's include (see why there).
   vitest: { configFile: 'vitest.mutate.config.ts' },
   coverageAnalysis: 'perTest',
-  mutate: ['machines/operationalState.machine.ts', 'src/holder.ts'],
+  // The machine (and its types' constants), the holder and its parts; nothing else.
+  mutate: ['machines/*.ts', 'src/holder.ts', 'src/holder/*.ts'],
   ignorePatterns: ['dist', 'test-artifacts', '.kora-opstate', 'coverage'],
   // The vitest runner uses one thread per Stryker worker: two workers fill two cores.
   concurrency: 2,

@@ -17,6 +17,7 @@ export default defineConfig({
     ...base.test,
     include: [
       'test/holder*.test.ts',
+      'test/machine*.test.ts',
       'test/paths.test.ts',
       'test/table.test.ts',
       'test/input.test.ts',

@@ -51,6 +51,11 @@ export type { Logger } from './logger.js';
 
 type Snapshot = SnapshotFrom<OperationalStateMachine>;
 
+const STOPPED_BECAUSE: Partial<Record<Snapshot['status'], string>> = {
+  done: 'stopped is final',
+  error: 'the actor failed (see the logged actor error)',
+};
+
 function stateValueOf(primary: PrimaryState): unknown {
   const path = STATE_NODES[primary].path;
   let value: unknown = path[path.length - 1];
@@ -112,16 +117,15 @@ export class OperationalStateHolder<S extends EventSink = EventSink> {
         retryBudget: o.retryBudget,
       },
     });
+    // The retry budget is in the snapshot's context: given a snapshot, input is ignored.
     this.#actor = createActor(operationalStateMachine, {
       snapshot,
-      input: { retryBudget: o.retryBudget },
+      input: {},
       ...(o.inspect ? { inspect: o.inspect } : {}),
     });
     // The machine says what happened; the snapshot notification that follows its facts
     // closes the change. Events sent straight to the public actor are recorded too.
-    this.#actor.on('*', (fact) => {
-      this.#facts.push(fact);
-    });
+    this.#actor.on('*', (fact) => void this.#facts.push(fact));
     this.#actor.subscribe({
       next: () => this.#onCommit(),
       error: (err) => report(this.#options.logger, 'error', LOG_TAGS.holder, 'actor error', err),
@@ -143,10 +147,7 @@ export class OperationalStateHolder<S extends EventSink = EventSink> {
     return this.#sink;
   }
 
-  /**
-   * @internal Registers the chain-event listener for `sink` (the wire-in does, for a
-   * holder created without one). A second call returns the first listener.
-   */
+  /** @internal Registers the chain listener for `sink` (once; later calls return it). */
   connectSink(sink: S, ids: { agentId?: string; instanceId?: string } = {}): EmitListener {
     if (this.#chain) return this.#chain;
     // An emit failure is logged once, by the listener, on the holder's logger.
@@ -267,7 +268,7 @@ export class OperationalStateHolder<S extends EventSink = EventSink> {
     const status = this.#actor.getSnapshot().status;
     if (status !== 'active') {
       this.#stats.rejected++;
-      const why = status === 'done' ? 'stopped is final' : 'the holder was stopped';
+      const why = STOPPED_BECAUSE[status] ?? 'the holder was stopped';
       return Promise.reject(explainRejection(from, event, why));
     }
     this.#last = undefined;

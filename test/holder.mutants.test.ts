@@ -4,13 +4,18 @@
  * Every assertion is something a caller relies on: what an error says and carries, what
  * the counters count, which listener a log line names, when a transition waits.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createActor } from 'xstate';
 import {
   DEFAULT_RETRY_BUDGET,
   operationalStateMachine,
 } from '../machines/operationalState.machine.js';
-import { createOperationalStateHolder, InvalidStateTransitionError } from '../src/holder.js';
+import {
+  createOperationalStateHolder,
+  createOpstate,
+  InvalidStateTransitionError,
+} from '../src/holder.js';
+import { createMemorySink } from '../src/sinks/memory.js';
 import { OperationalStateInputError } from '../src/vocabulary.js';
 import { recordingLogger } from './support/logger.js';
 
@@ -157,6 +162,8 @@ describe('holder: options and input', () => {
     );
     expect(bad.field).toBe('claimPermission');
     expect(h.current.primaryState).toBe('booting');
+    // Bad input is the caller's error, not a refused transition: `rejected` counts only those.
+    expect(h.stats.rejected).toBe(0);
   });
 
   it('a bad clock or listener is refused, naming the field', () => {
@@ -364,6 +371,27 @@ describe('holder: listener names, unsubscribing, overruns', () => {
     stuck.resolve();
   });
 
+  it('a listener unsubscribed while still busy with a change holds up no later one', async () => {
+    const h = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
+    const entered = deferred();
+    const stuck = deferred();
+    const off = h.addListener(async () => {
+      entered.resolve();
+      await stuck.promise;
+    });
+    const first = h.transitionTo('ready', 'u1');
+    await entered.promise;
+    off();
+    let settled = false;
+    const second = h.transitionTo('ready', 'u2').then(() => {
+      settled = true;
+    });
+    await drained();
+    expect(settled).toBe(true);
+    stuck.resolve();
+    await Promise.all([first, second]);
+  });
+
   it('unsubscribing twice leaves the other listeners subscribed', async () => {
     const h = createOperationalStateHolder();
     const seen: string[] = [];
@@ -467,5 +495,164 @@ describe('the machine on its own (a bare actor, as a caller of the public machin
     await expect(h.send({ type: 'boot.gate_retry' })).rejects.toThrow(/retry budget/);
     await h.send({ type: 'boot.gate_retry', gate: 'db' });
     expect(h.snapshot.context.retries).toEqual({ boot: 1, db: 1 });
+  });
+});
+
+describe('the instance: its public actor, its chain, stopping', () => {
+  it('an event sent straight to the public actor is recorded and delivered like the holder’s own', async () => {
+    const h = createOperationalStateHolder();
+    const seen: string[] = [];
+    h.addListener((_o, next, record) => {
+      seen.push(`${record.seq} ${record.event} ${next.primaryState}`);
+    });
+    h.actor.send({ type: 'claim.acquired' }); // no row from booting: nothing recorded
+    h.actor.send({ type: 'boot.gates_passed' });
+    expect(h.current).toEqual({
+      primaryState: 'ready',
+      claimPermission: 'normal',
+      degradationReasons: [],
+    });
+    expect(h.history()).toMatchObject([
+      { seq: 1, from_state: 'booting', to_state: 'ready', event: 'boot.gates_passed' },
+    ]);
+    expect(h.stats.commits).toBe(1);
+    await drained();
+    expect(seen).toEqual(['1 boot.gates_passed ready']);
+    // A refused request after it is refused, not answered with that change.
+    await expect(h.send({ type: 'boot.gates_passed' })).rejects.toThrow(
+      InvalidStateTransitionError,
+    );
+    expect(h.stats).toMatchObject({ commits: 1, rejected: 1 });
+  });
+
+  it('an event the actor cannot apply is logged; the holder refuses everything after it', async () => {
+    const logger = recordingLogger();
+    const h = createOperationalStateHolder({ initial: { primaryState: 'ready' }, logger });
+    // Straight to the actor there is no input check: a reason list that is not a list.
+    h.actor.send({ type: 'update', addReasons: 5 } as never);
+    expect(logger.find('error', 'actor error')).toHaveLength(1);
+    const err = await refusal<InvalidStateTransitionError>(h.send({ type: 'stop' }));
+    expect(err).toBeInstanceOf(InvalidStateTransitionError);
+    expect(err.reason).toBe('the actor failed (see the logged actor error)');
+    expect(h.current.primaryState).toBe('ready');
+    expect(h.stats).toMatchObject({ commits: 0, rejected: 1 });
+  });
+
+  it('stop() ends the actor: later changes are refused, counted, the state kept', async () => {
+    const h = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
+    h.stop();
+    const sent = await refusal<InvalidStateTransitionError>(h.send({ type: 'stop' }));
+    expect(sent).toMatchObject({ from: 'ready', event: 'stop', reason: 'the holder was stopped' });
+    const moved = await refusal<InvalidStateTransitionError>(h.transitionTo('paused', 'x'));
+    expect(moved.reason).toBe('the holder was stopped');
+    expect(h.stats).toMatchObject({ commits: 0, rejected: 2 });
+    expect(h.current.primaryState).toBe('ready');
+  });
+
+  it('with a sink the instance has a chain with the given ids and clock; the first sink stays', async () => {
+    const sink = createMemorySink();
+    const at = Date.parse('2026-03-04T05:06:07.000Z');
+    const o = createOpstate({ sink, agentId: 'agent-7', instanceId: 'run-1', now: () => at });
+    expect(o.sink).toBe(sink);
+    expect([o.chain?.agentId, o.chain?.instanceId]).toEqual(['agent-7', 'run-1']);
+    const other = createMemorySink();
+    expect(o.connectSink(other, { agentId: 'agent-8' })).toBe(o.chain);
+    expect(o.sink).toBe(sink);
+    await o.send({ type: 'boot.gates_passed' });
+    expect(sink.events.map((e) => e.event_type)).toEqual([
+      'kora.operational_state.transitioned',
+      'kora.boot.ready',
+    ]);
+    for (const e of sink.events) {
+      expect(e).toMatchObject({ agent_id: 'agent-7', instance_id: 'run-1' });
+      expect(Date.parse(e.occurred_at)).toBe(at);
+    }
+    expect(other.events).toEqual([]);
+    expect(o.chain?.stats).toMatchObject({ emitted: 2, failures: 0 });
+  });
+
+  it('without a sink there is no chain until one is connected; a failing sink is logged once, on the holder’s logger', async () => {
+    const logger = recordingLogger();
+    const h = createOpstate({ logger });
+    expect(h.chain).toBeUndefined();
+    expect(h.sink).toBeUndefined();
+    const sink = {
+      workspaceId: 'ws',
+      append: () => Promise.reject(new Error('disk full')),
+    };
+    const chain = h.connectSink(sink);
+    expect(h.chain).toBe(chain);
+    expect(h.sink).toBe(sink);
+    await h.send({ type: 'boot.gates_passed' });
+    // Logged by the chain under its own tag, not a second time as a listener failure.
+    expect(logger.find('error', 'disk full')).toEqual([
+      expect.stringMatching(/^\[kora\.operational_state\.emit\] /),
+    ]);
+    expect(h.logger).toBe(logger);
+    expect(chain.stats.failures).toBe(1);
+    expect(h.current.primaryState).toBe('ready');
+  });
+
+  it('options given as undefined take their defaults', async () => {
+    const h = createOperationalStateHolder({
+      retryBudget: undefined,
+      historySize: undefined,
+      listenerTimeoutMs: undefined,
+      logger: undefined,
+      now: undefined,
+      initial: undefined,
+    });
+    for (let i = 0; i < DEFAULT_RETRY_BUDGET; i++) await h.send({ type: 'boot.gate_retry' });
+    await expect(h.send({ type: 'boot.gate_retry' })).rejects.toThrow(/retry budget/);
+    expect(h.history()).toHaveLength(DEFAULT_RETRY_BUDGET);
+  });
+
+  it('a named listener function is logged by its name', async () => {
+    const logger = recordingLogger();
+    const h = createOperationalStateHolder({ logger });
+    h.addListener(function auditTrail() {
+      throw new Error('boom');
+    });
+    await h.send({ type: 'boot.gates_passed' });
+    expect(logger.find('error', 'listener "auditTrail" failed on transition #1')).toHaveLength(1);
+  });
+});
+
+describe('the listener timeout, on a fake clock', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('a transition waits 5 s for a hung listener by default, then goes on and says so', async () => {
+    vi.useFakeTimers();
+    const logger = recordingLogger();
+    const h = createOperationalStateHolder({ logger });
+    const stuck = deferred();
+    h.addListener(() => stuck.promise, { name: 'slow' });
+    let settled = false;
+    const sent = h.send({ type: 'boot.gates_passed' }).then(() => {
+      settled = true;
+    });
+    await vi.advanceTimersByTimeAsync(4999);
+    expect(settled).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    await sent;
+    expect(h.stats.listenerTimeouts).toBe(1);
+    expect(logger.find('error')).toEqual([
+      '[kora.operational_state.holder] listener(s) "slow" did not handle transition #1 ' +
+        '(booting → ready) within 5000 ms; not waiting',
+    ]);
+    stuck.resolve();
+  });
+
+  it('a change every listener handled in time leaves no timeout behind', async () => {
+    vi.useFakeTimers();
+    const logger = recordingLogger();
+    const h = createOperationalStateHolder({ logger, listenerTimeoutMs: 100 });
+    h.addListener(async () => {});
+    await h.send({ type: 'boot.gates_passed' });
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(logger.lines).toEqual([]);
+    expect(h.stats.listenerTimeouts).toBe(0);
   });
 });
