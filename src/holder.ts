@@ -23,8 +23,8 @@ import {
   type HolderStats,
   type OperationalStateHolderOptions,
   positiveInt,
+  secondsClock,
   stripUndefined,
-  utcSeconds,
 } from './holder/options.js';
 import { LOG_TAGS, type Logger, report } from './logger.js';
 import type { EventSink } from './sinks/types.js';
@@ -77,6 +77,7 @@ export class OperationalStateHolder<S extends EventSink = EventSink> {
   #historyStart = 0;
   #current: OperationalState;
   #seq = 0;
+  readonly #timestamp: () => string;
   /** Facts the actor emitted for the change being committed (from its `transitioned`). */
   #facts: OperationalFact[] = [];
   #chain: EmitListener | undefined;
@@ -104,6 +105,7 @@ export class OperationalStateHolder<S extends EventSink = EventSink> {
       );
     }
     this.#options = o;
+    this.#timestamp = secondsClock(o.now);
     this.#listeners = new Listeners(o.listenerTimeoutMs, o.logger, this.#stats);
     this.#current = makeOperationalState(o.initial);
     const snapshot = operationalStateMachine.resolveState({
@@ -304,7 +306,7 @@ export class OperationalStateHolder<S extends EventSink = EventSink> {
     this.#current = next;
     const record: TransitionRecord = Object.freeze({
       seq: ++this.#seq,
-      timestamp: utcSeconds(this.#options.now()),
+      timestamp: this.#timestamp(),
       from_state: fact.from,
       to_state: fact.to,
       trigger: fact.trigger,
@@ -341,10 +343,8 @@ export class OperationalStateHolder<S extends EventSink = EventSink> {
  * await holder.send({ type: 'boot.gates_passed' });
  * holder.current; // { primaryState: 'ready', claimPermission: 'normal', degradationReasons: [] }
  */
-export function createOperationalStateHolder(
-  options: OperationalStateHolderOptions = {},
-): OperationalStateHolder {
-  return new OperationalStateHolder(options);
+export function createOperationalStateHolder(o: OpstateOptions = {}): OperationalStateHolder {
+  return new OperationalStateHolder(o);
 }
 
 /**
@@ -371,8 +371,7 @@ export type OpstateOptions<S extends EventSink = EventSink> = OperationalStateHo
 let singleton: OperationalStateHolder | undefined;
 
 /**
- * The seed's process singleton over {@link createOpstate}: the first call creates it,
- * later calls return it.
+ * The seed's process singleton over {@link createOpstate}: the first call creates it.
  *
  * @example
  * const opstate = initHolder({ initial: { primaryState: 'booting' } });

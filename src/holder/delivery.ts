@@ -98,9 +98,22 @@ export interface DeliveryStats {
   listenerTimeouts: number;
 }
 
+/** A delivery being waited for: settled (or timed out) once `resolve` is cleared. */
+interface Watch {
+  readonly deadline: number;
+  /** Cleared once settled, so a finished delivery holds nothing while it waits to be dropped. */
+  pending: Set<ListenerEntry> | undefined;
+  d: Delivery | undefined;
+  resolve: (() => void) | undefined;
+}
+
 /** @internal The holder's listeners and their delivery. */
 export class Listeners {
   readonly #entries: ListenerEntry[] = [];
+  readonly #watches: Watch[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  // Date.now: the clock fake timers move together with setTimeout.
+  readonly #clock = () => Date.now();
   constructor(
     private readonly timeoutMs: number,
     private readonly logger: Logger,
@@ -168,28 +181,65 @@ export class Listeners {
       pending.add(entry);
       waits.push(handled);
     }
-    const all = Promise.all(waits).then(() => undefined);
-    const ms = this.timeoutMs;
-    const { record } = d;
+    if (waits.length === 0) return Promise.resolve();
+    const all = waits.length === 1 ? waits[0]! : Promise.all(waits);
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        for (const entry of pending) entry.overrun = true;
-        this.stats.listenerTimeouts += pending.size;
-        report(
-          this.logger,
-          'error',
-          LOG_TAGS.holder,
-          `listener(s) ${[...pending].map((e) => quote(e.name)).join(', ')} ` +
-            `did not handle transition #${record.seq} (${record.from_state} → ${record.to_state}) within ${ms} ms; not waiting`,
-        );
-        resolve();
-      }, ms);
-      timer.unref?.();
+      const watch: Watch = { deadline: this.#clock() + this.timeoutMs, pending, d, resolve };
+      this.#watches.push(watch);
+      this.#arm();
       all.then(() => {
-        clearTimeout(timer);
+        if (watch.resolve === undefined) return; // timed out already
+        watch.resolve = watch.pending = watch.d = undefined;
         resolve();
+        // Finished deliveries leave the queue from its head (they finish in commit order).
+        const watches = this.#watches;
+        while (watches.length > 0 && watches[0]!.resolve === undefined) watches.shift();
       });
     });
+  }
+
+  /**
+   * One timer for all deliveries in flight (not one each): armed for the oldest
+   * unfinished delivery's deadline. Deadlines are in commit order, so the head is always
+   * the next to expire.
+   */
+  #arm(): void {
+    if (this.#timer !== undefined) return;
+    while (this.#watches.length > 0 && this.#watches[0]!.resolve === undefined) {
+      this.#watches.shift();
+    }
+    const head = this.#watches[0];
+    if (!head) return;
+    const delay = Math.min(this.timeoutMs, Math.max(0, head.deadline - this.#clock()));
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      const now = this.#clock();
+      while (this.#watches.length > 0) {
+        const w = this.#watches[0]!;
+        if (w.resolve !== undefined && w.deadline > now) break;
+        this.#watches.shift();
+        if (w.resolve !== undefined) this.#expire(w);
+      }
+      this.#arm();
+    }, delay);
+    this.#timer.unref?.();
+  }
+
+  #expire(w: Watch): void {
+    const pending = w.pending!;
+    const d = w.d!;
+    const resolve = w.resolve!;
+    w.resolve = w.pending = w.d = undefined;
+    for (const entry of pending) entry.overrun = true;
+    this.stats.listenerTimeouts += pending.size;
+    report(
+      this.logger,
+      'error',
+      LOG_TAGS.holder,
+      `listener(s) ${[...pending].map((e) => quote(e.name)).join(', ')} ` +
+        `did not handle transition #${d.record.seq} (${d.record.from_state} → ${d.record.to_state}) within ${this.timeoutMs} ms; not waiting`,
+    );
+    resolve();
   }
 
   async #invoke(entry: ListenerEntry, d: Delivery): Promise<void> {

@@ -54,9 +54,22 @@ export const defaults = {
   instanceId: undefined as string | undefined,
 };
 
-/** @internal UTC, `YYYY-MM-DDTHH:MM:SSZ`. */
-export function utcSeconds(ms: number): string {
-  return `${new Date(ms).toISOString().slice(0, 19)}Z`;
+/**
+ * @internal A clock's readings as UTC `YYYY-MM-DDTHH:MM:SSZ`, formatted once per second:
+ * every change in the same second shares the text.
+ */
+export function secondsClock(now: () => number): () => string {
+  let second = Number.NaN;
+  let text = '';
+  return () => {
+    const ms = now();
+    const s = Math.floor(ms / 1000);
+    if (s !== second) {
+      second = s;
+      text = `${new Date(ms).toISOString().slice(0, 19)}Z`;
+    }
+    return text;
+  };
 }
 
 /** @internal A copy without the `undefined` fields (so they fall back to defaults). */
