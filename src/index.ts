@@ -106,6 +106,12 @@ export {
   startStatusServer,
 } from './http/node.js';
 export type { StatusPayload, ValidNextState } from './http/status.js';
+export {
+  applyStreamMessage,
+  type StreamChangeMessage,
+  type StreamMessage,
+  type StreamSnapshotMessage,
+} from './http/stream.js';
 // The Stately inspector (opt-in; `@statelyai/inspect` is an optional peer).
 export {
   createLocalInspector,

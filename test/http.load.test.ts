@@ -9,7 +9,7 @@ import { createOperationalStateHolder, type OperationalStateHolder } from '../sr
 import { createStatusHandler, type StatusHandler } from '../src/http/handler.js';
 import { type NodeHttpServer, serve } from '../src/http/node.js';
 import type { StatusPayload } from '../src/http/status.js';
-import type { StreamMessage } from '../src/http/stream.js';
+import { applyStreamMessage, type StreamMessage } from '../src/http/stream.js';
 import { transitionsFrom } from '../src/table.js';
 import { NO_CLAIM_STATES, PRIMARY_STATES, type PrimaryState } from '../src/vocabulary.js';
 import { keepAliveClient } from './support/httpClient.js';
@@ -103,7 +103,9 @@ describe('load: concurrent status requests while transitions run', () => {
     // One SSE client reads along: every transition once, in order.
     const stream = sseReader((await fetch(`${url}/api/operational-state/stream`)).body!);
     const first = await stream.nextData<StreamMessage>();
-    const startSeq = first?.status.transition_history.at(-1)?.seq ?? 0;
+    if (first?.kind !== 'snapshot') throw new Error(`first message ${JSON.stringify(first)}`);
+    let shown: StatusPayload | undefined = first.status;
+    const startSeq = first.status.transition_history.at(-1)?.seq ?? 0;
     let lastSeq = startSeq;
     let streamed = 0;
     let streamError: string | undefined;
@@ -112,11 +114,16 @@ describe('load: concurrent status requests while transitions run', () => {
       for (;;) {
         const m = await stream.nextData<StreamMessage>();
         if (!m) return;
-        if (m.kind !== 'transition') continue;
+        if (m.kind !== 'change') {
+          streamError ??= `a ${m.kind} after ${lastSeq}: the reader fell behind`;
+          continue;
+        }
         if (m.record.seq !== lastSeq + 1) streamError ??= `stream seq ${lastSeq} → ${m.record.seq}`;
         lastSeq = m.record.seq;
         streamed++;
-        streamError ??= inconsistency(m.status);
+        // The status the changes make is a consistent snapshot too.
+        shown = applyStreamMessage(shown, m);
+        streamError ??= shown ? inconsistency(shown) : 'no status';
         onMessage?.();
       }
     })();

@@ -200,13 +200,13 @@ describe('node adapter', () => {
     expect(res.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
     const sse = sseReader(res.body!);
     const first = await sse.nextData<StreamMessage>();
-    expect(first).toMatchObject({ kind: 'status', status: { primary_state: 'ready' } });
+    expect(first).toMatchObject({ kind: 'snapshot', status: { primary_state: 'ready' } });
     expect(listeners.live).toBe(1);
     await holder.send({ type: 'claim.acquired' });
     expect(await sse.nextData<StreamMessage>()).toMatchObject({
-      kind: 'transition',
+      kind: 'change',
       record: { seq: 1, from_state: 'ready', to_state: 'active' },
-      status: { primary_state: 'active' },
+      state: { primary_state: 'active' },
     });
     abort.abort();
     await vi.waitFor(() => {

@@ -21,7 +21,11 @@ import {
   type StatusPayload,
   statusOf,
 } from '../src/http/status.js';
-import type { StreamMessage } from '../src/http/stream.js';
+import {
+  applyStreamMessage,
+  type StreamMessage,
+  type StreamSnapshotMessage,
+} from '../src/http/stream.js';
 import { TRANSITION_TABLE, transitionsFrom } from '../src/table.js';
 import { OperationalStateInputError, type PrimaryState } from '../src/vocabulary.js';
 import { post, quietLogger, req, trackListeners } from './support/httpHandler.js';
@@ -669,7 +673,7 @@ describe('GET /metrics', () => {
 });
 
 describe('GET /api/operational-state/stream (SSE)', () => {
-  it('sends the status first, then one message per committed transition with its record', async () => {
+  it('sends a snapshot first, then one change per committed transition with its record', async () => {
     const holder = holderIn('ready');
     const h = handler({ holder });
     const res = await h(req('/api/operational-state/stream'));
@@ -679,28 +683,34 @@ describe('GET /api/operational-state/stream (SSE)', () => {
     const sse = sseReader(res.body!);
     const retry = await sse.next();
     expect(retry?.retry).toBe(2000);
-    const first = await sse.nextData<StreamMessage>();
-    expect(first).toEqual({ kind: 'status', status: JSON.parse(JSON.stringify(statusOf(holder))) });
+    const first = await sse.nextData<StreamSnapshotMessage>();
+    expect(first).toEqual({
+      kind: 'snapshot',
+      status: JSON.parse(JSON.stringify(statusOf(holder))),
+    });
     await holder.send({ type: 'claim.acquired' });
     await holder.transitionTo('active', 'auth flaky', { addReasons: ['auth'] });
     const a = await sse.next();
     const b = await sse.next();
     expect(a?.id).toBe('1');
     expect(b?.id).toBe('2');
-    const ma = JSON.parse(a!.data!) as StreamMessage & { kind: 'transition' };
-    const mb = JSON.parse(b!.data!) as StreamMessage & { kind: 'transition' };
-    expect(ma.kind).toBe('transition');
+    const ma = JSON.parse(a!.data!) as StreamMessage & { kind: 'change' };
+    const mb = JSON.parse(b!.data!) as StreamMessage & { kind: 'change' };
+    expect(ma.kind).toBe('change');
     expect(ma.record).toMatchObject({
       seq: 1,
       from_state: 'ready',
       to_state: 'active',
       event: 'claim.acquired',
     });
-    // The status as of that record, even though a later commit already happened.
-    expect(ma.status.transition_history.map((r) => r.seq)).toEqual([1]);
-    expect(ma.status.degradation_reasons).toEqual([]);
+    // The state as of that record, even though a later commit already happened.
+    expect(ma.history_length).toBe(1);
+    expect(ma.state.degradation_reasons).toEqual([]);
+    expect(ma.state.primary_state).toBe('active');
     expect(mb.record).toMatchObject({ seq: 2, event: 'update', degradation_reasons: ['auth'] });
-    expect(mb.status).toEqual(JSON.parse(JSON.stringify(statusOf(holder))));
+    // Applied to the first snapshot, the changes give the status a fresh read gives.
+    const applied = applyStreamMessage(applyStreamMessage(first!.status, ma), mb);
+    expect(applied).toEqual(JSON.parse(JSON.stringify(statusOf(holder))));
     await sse.cancel();
   });
 
@@ -750,7 +760,8 @@ describe('GET /api/operational-state/stream (SSE)', () => {
       sseReader((await h(req('/api/operational-state/stream'))).body!),
     ];
     for (const s of streams) await s.nextData();
-    expect(listeners.live).toBe(2);
+    expect(h.openStreams).toBe(2);
+    expect(listeners.live).toBe(1); // one holder listener serves every stream
     await h.close();
     for (const s of streams) expect(await s.nextData()).toBeUndefined();
     expect(listeners.live).toBe(0);
@@ -760,16 +771,17 @@ describe('GET /api/operational-state/stream (SSE)', () => {
     let holder: OperationalStateHolder | undefined;
     const h = handler({ holder: () => holder, heartbeatMs: 10 });
     const sse = sseReader((await h(req('/api/operational-state/stream'))).body!);
-    const first = await sse.nextData<StreamMessage>();
+    const first = await sse.nextData<StreamSnapshotMessage>();
     expect(first?.status.stub).toBe(true);
     holder = holderIn('booting');
-    const second = await sse.nextData<StreamMessage>();
-    expect(second).toMatchObject({ kind: 'status', status: { primary_state: 'booting' } });
+    const second = await sse.nextData<StreamSnapshotMessage>();
+    expect(second).toMatchObject({ kind: 'snapshot', status: { primary_state: 'booting' } });
     expect(second?.status.stub).toBeUndefined();
     await holder.transitionTo('ready', 'all §9.2 gates pass');
     expect(await sse.nextData<StreamMessage>()).toMatchObject({
-      kind: 'transition',
+      kind: 'change',
       record: { to_state: 'ready' },
+      state: { primary_state: 'ready' },
     });
     await sse.cancel();
   });

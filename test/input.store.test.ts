@@ -477,7 +477,7 @@ describe('the operator API answers 400 naming the field; the status API stays 20
     expect(stream.status).toBe(200);
     const sse = sseReader(stream.body!);
     const first = await sse.nextData<StreamMessage>();
-    expect(first?.kind).toBe('status');
+    expect(first?.kind).toBe('snapshot');
     const status0 = await (await h(req('/api/operational-state'))).text();
     const history0 = await (await h(req('/api/operational-state/history'))).text();
 
@@ -493,7 +493,7 @@ describe('the operator API answers 400 naming the field; the status API stays 20
     const ok = await h(post(PATH, { to: 'active', trigger: GOOD_TEXT }, { token: TOKEN }));
     expect(ok.status).toBe(200);
     const next = await sse.nextData<StreamMessage>();
-    expect(next).toMatchObject({ kind: 'transition', record: { seq: 1, trigger: GOOD_TEXT } });
+    expect(next).toMatchObject({ kind: 'change', record: { seq: 1, trigger: GOOD_TEXT } });
     expect(holder.history().map((r) => r.trigger)).toEqual([GOOD_TEXT]);
     await sse.cancel();
   });

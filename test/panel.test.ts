@@ -184,6 +184,32 @@ describe('the panel in headless Chromium', () => {
     }
   });
 
+  it('draws a fresh load after more live changes than the history keeps', async () => {
+    // 12 changes (the history keeps 10): the page appends each record and lets the oldest go.
+    for (let i = 0; i < 6; i++) {
+      await operator({ to: 'active', trigger: `claim acquired: ticket KR-${i}` });
+      await operator({ to: 'ready', trigger: `claim released: ticket KR-${i}` });
+    }
+    await page.waitForFunction(
+      () =>
+        document.querySelector('#history-body tr td.trigger')?.textContent ===
+        'claim released: ticket KR-5',
+      null,
+      { timeout: 2000 },
+    );
+    const live = await rendered(page);
+    const fresh = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    fresh.on('request', (r) => requests.push(r.url()));
+    await fresh.route('**/api/operational-state/stream', (route) => route.abort());
+    try {
+      await fresh.goto(`${status.url}/`);
+      expect(await fresh.locator('#history-body tr').count()).toBe(10);
+      expect(await rendered(fresh)).toEqual(live);
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it('made no request that left 127.0.0.1', () => {
     expect(requests.length).toBeGreaterThan(0);
     const origin = new URL(status.url).origin;

@@ -88,8 +88,9 @@ describe('gracefulShutdown', () => {
       { holder, coordinator, sink, claimTimeoutMs: 60_000, flushTimeoutMs: 1234, logger },
       'SIGTERM',
     );
-    // Paused at once; a new claim is refused meanwhile.
-    await new Promise((r) => setImmediate(r));
+    // Paused first (the wait is logged once the pause is recorded and delivered); a new
+    // claim is refused meanwhile.
+    await logger.once('info', 'waiting up to');
     expect(holder.current.primaryState).toBe('paused');
     expect(
       await createClaimCoordinator({ holder }).withClaim({ id: 'new' }, async () => 1),

@@ -16,11 +16,13 @@ const root = values.root ?? process.cwd();
 const load = (path: string) => import(pathToFileURL(join(root, path)).href);
 
 const quiet = { error() {}, warn() {}, info() {}, debug() {} };
-const { createOperationalStateHolder } = await load('src/holder.ts');
-const { startStatusServer } = await load('src/http/node.ts');
+// The package entry: it names both in this tree and in the older ones compared against.
+const api = await load('src/index.ts');
+const createHolder = api.createOpstate ?? api.createOperationalStateHolder;
+const { startStatusServer } = api;
 
 // A realistic payload: ready, with a full history ring (10 records).
-const holder = createOperationalStateHolder({ initial: { primaryState: 'ready' }, logger: quiet });
+const holder = createHolder({ initial: { primaryState: 'ready' }, logger: quiet });
 for (let i = 0; i < 10; i++) {
   await holder.send({ type: i % 2 === 0 ? 'claim.acquired' : 'claim.released' });
 }

@@ -42,12 +42,19 @@ export interface StatusCore {
   emitter(): EmitterLike | undefined;
   /** The `chain` key, read now (the counters move on their own). */
   chain(): ChainHealth | undefined;
-  /** `GET /api/operational-state` as JSON text. */
+  /**
+   * `GET /api/operational-state` as JSON text: the same string until a commit or the
+   * chain counters change it (compare with `===`).
+   */
   statusJson(): string;
+  /** {@link statusJson} encoded, the same bytes until the text changes. */
+  statusBody(): Uint8Array;
   readonly closed: boolean;
   /** Ends the streams, removes the holder listener and the metrics. Idempotent. */
   close(): void;
 }
+
+const encoder = new TextEncoder();
 
 /** @internal */
 export function createStatusCore(options: ResolvedStatusOptions): StatusCore {
@@ -97,21 +104,46 @@ export function createStatusCore(options: ResolvedStatusOptions): StatusCore {
 
   const chain = () => chainHealth(emitter(), sink());
 
-  // The payload only changes on a commit, and every commit swaps `holder.current` for a
-  // new frozen object: its identity keys the serialized payload. The chain counters move
-  // on their own, so they are spliced in fresh each time.
-  let cachedFor: OperationalStateHolder['current'] | undefined;
-  let cachedJson = '';
+  // The payload changes on a commit (every commit swaps `holder.current` for a new frozen
+  // object: its identity keys the serialized state) and when the chain counters move (they
+  // move on their own: their small JSON is built on each read and compared). The text and
+  // its bytes are reused until either changes, so a read is never stale and an unchanged
+  // payload is served without serializing or encoding it again.
+  let stateFor: OperationalStateHolder['current'] | undefined;
+  let stateJson = '';
+  let chainJson: string | undefined;
+  let cachedJson = JSON.stringify(STUB_STATUS);
+  let bodyFor: string | undefined;
+  let body = new Uint8Array();
+  let stub = true;
   function statusJson(): string {
     const h = holder();
-    if (!h) return JSON.stringify(STUB_STATUS);
-    const current = h.current;
-    if (current !== cachedFor) {
-      cachedJson = JSON.stringify(statusOf(h));
-      cachedFor = current;
+    if (!h) {
+      if (!stub) cachedJson = JSON.stringify(STUB_STATUS);
+      stub = true;
+      return cachedJson;
     }
+    const current = h.current;
     const c = chain();
-    return c ? `${cachedJson.slice(0, -1)},"chain":${JSON.stringify(c)}}` : cachedJson;
+    const cj = c ? JSON.stringify(c) : undefined;
+    if (stub || current !== stateFor || cj !== chainJson) {
+      if (stub || current !== stateFor) {
+        stateJson = JSON.stringify(statusOf(h));
+        stateFor = current;
+      }
+      stub = false;
+      chainJson = cj;
+      cachedJson = cj === undefined ? stateJson : `${stateJson.slice(0, -1)},"chain":${cj}}`;
+    }
+    return cachedJson;
+  }
+  function statusBody(): Uint8Array {
+    const text = statusJson();
+    if (text !== bodyFor) {
+      body = encoder.encode(text);
+      bodyFor = text;
+    }
+    return body;
   }
 
   if (source instanceof OperationalStateHolder) keep(source);
@@ -134,6 +166,7 @@ export function createStatusCore(options: ResolvedStatusOptions): StatusCore {
     emitter,
     chain,
     statusJson,
+    statusBody,
     get closed() {
       return closed;
     },

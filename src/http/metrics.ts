@@ -35,6 +35,11 @@ export interface StatusMetrics {
   follow(holder: OperationalStateHolder): void;
   /** Prometheus text of the whole registry. */
   text(): Promise<string>;
+  /**
+   * {@link text} encoded. Collected again only when something it shows moved; a registry
+   * holding metrics of others is collected on every call (their values are not ours to know).
+   */
+  body(): Promise<Uint8Array>;
   readonly contentType: string;
   /** Removes this module's metrics from the registry. */
   remove(): void;
@@ -45,6 +50,8 @@ const BOOTING: OperationalState = {
   claimPermission: 'none',
   degradationReasons: [],
 };
+
+const encoder = new TextEncoder();
 
 /** @internal Registers the metrics on `registry` (throws when one is already registered). */
 export function createStatusMetrics(registry: Registry, sources: MetricSources): StatusMetrics {
@@ -190,6 +197,52 @@ export function createStatusMetrics(registry: Registry, sources: MetricSources):
   };
   discover();
 
+  // What the metrics show, as one string: equal strings, equal text. The state's
+  // identity changes on every commit; the counters are read as the collectors read them.
+  let shownState: OperationalState | undefined;
+  let commits = 0;
+  const version = (): string | undefined => {
+    if (registry.getMetricsAsArray().length !== names.length) return undefined;
+    const h = sources.holder();
+    const state = h?.current;
+    if (state !== shownState) {
+      shownState = state;
+      commits++;
+    }
+    const hs = h?.stats;
+    const e = sources.emitter()?.stats;
+    const s = sources.sink()?.stats;
+    return [
+      names.length,
+      h ? 1 : 0,
+      commits,
+      lastSeq,
+      hs?.rejected,
+      hs?.listenerFailures,
+      hs?.listenerTimeouts,
+      sources.openStreams(),
+      e?.emitted,
+      e?.failures,
+      s?.outboxDepth,
+      s?.dropped,
+      s?.failures,
+      s?.refused,
+    ].join();
+  };
+  let cachedFor: string | undefined;
+  let cachedText = '';
+  let bytesFor: string | undefined;
+  let bytes = new Uint8Array();
+  const text = async () => {
+    discover();
+    const v = version(); // read before collecting: a change during it collects again next time
+    if (v !== undefined && v === cachedFor) return cachedText;
+    const t = await registry.metrics();
+    cachedFor = v;
+    cachedText = t;
+    return t;
+  };
+
   let lastSeq = 0;
   const record = (r: TransitionRecord) => {
     if (r.seq <= lastSeq) return;
@@ -202,9 +255,14 @@ export function createStatusMetrics(registry: Registry, sources: MetricSources):
       lastSeq = 0;
       for (const r of holder.history()) record(r);
     },
-    text: () => {
-      discover();
-      return registry.metrics();
+    text,
+    async body() {
+      const t = await text();
+      if (t !== bytesFor) {
+        bytes = encoder.encode(t);
+        bytesFor = t;
+      }
+      return bytes;
     },
     get contentType() {
       return registry.contentType;

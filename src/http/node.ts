@@ -13,6 +13,7 @@ import { OperationalStateInputError, quote } from '../vocabulary.js';
 import { createStatusHandler, type StatusHandler, type StatusHandlerOptions } from './handler.js';
 import { boundHostNames } from './hosts.js';
 import { HTTP_LOG_TAG, json } from './respond.js';
+import { END_STREAM } from './stream.js';
 
 /** Any fetch-style handler (a Hono app's `fetch`, `createStatusHandler()`, ...). */
 export type FetchHandler = (request: Request) => Promise<Response> | Response;
@@ -34,7 +35,7 @@ export interface NodeServerOptions extends ListenOptions {
   /**
    * Let `@hono/node-server` replace the global `Request`/`Response` with its lighter ones
    * (faster fixed bodies; process-wide). Default `false`: a library does not swap globals
-   * under its host.
+   * under its host. `kora-opstate start` turns it on (it owns its process).
    */
   overrideGlobalObjects?: boolean;
 }
@@ -193,7 +194,12 @@ export function createNodeServer(
     outgoing.once('finish', () => {
       if (shuttingDown) incoming.socket.end();
     });
-    return new Response(endable(response.body, streaming), response);
+    const end = (response.body as { [END_STREAM]?: () => void })[END_STREAM];
+    if (typeof end !== 'function') return new Response(endable(response.body, streaming), response);
+    // The app's own stream ends itself cleanly: served as it is.
+    streaming.add(end);
+    outgoing.once('close', () => streaming.delete(end));
+    return response;
   }
 
   const server = createAdaptorServer({

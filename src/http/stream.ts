@@ -1,39 +1,81 @@
 /**
- * `GET /api/operational-state/stream`: Server-Sent Events over Hono's `streamSSE`. One
- * `data:` message with the current status when the stream opens, one per committed
- * transition (the record and the status right after it), and a comment line every
- * `heartbeatMs` so proxies and clients know the stream is alive. The holder listener is
- * removed when the client goes.
+ * `GET /api/operational-state/stream`: Server-Sent Events, one hub per app.
  *
- * No timer looks for a holder: a stream opened before the holder exists sends the stub
- * status and asks for the holder again at each heartbeat; the first one that finds it
- * sends the live status and follows it from then on.
+ * Messages (the JSON of each `data:` line, see {@link StreamMessage}):
+ * - `snapshot`: the whole status payload (what `GET /api/operational-state` answers). Sent
+ *   when a stream opens (whatever `Last-Event-ID` says), when the holder first appears,
+ *   and to a client that fell behind. To ask for one again, reconnect.
+ * - `change`: one per committed transition: its record and the state right after it.
+ *   Apply it with {@link applyStreamMessage} (the panel does the same).
+ * Each carries `id: <seq>` (a snapshot: its newest record's seq), and a comment line goes
+ * out every `heartbeatMs` so proxies and clients know the stream is alive.
+ *
+ * Cost: one holder listener for all the streams; each message is serialized and encoded
+ * once and the same bytes are queued for every client. A client's queue is bounded: one
+ * {@link MAX_PENDING} messages behind, its queued changes are dropped and it gets one
+ * fresh snapshot when it reads again (coalesced, never closed for being slow).
+ *
+ * No timer looks for a holder: while there is none, streams get the stub snapshot and the
+ * heartbeat asks for the holder again; the first one that finds it sends its snapshot.
  */
 import type { Context } from 'hono';
-import { type SSEStreamingApi, streamSSE } from 'hono/streaming';
 import type { OperationalStateHolder, TransitionRecord } from '../holder.js';
 import type { StatusCore } from './core.js';
 import { HTTP_LOG_TAG } from './respond.js';
-import { type StatusPayload, statusFrom, statusOf } from './status.js';
+import { type StatusPayload, statusFrom } from './status.js';
 
-/** The first message, and the message after the holder appeared. */
-export interface StreamStatusMessage {
-  readonly kind: 'status';
+/** The whole status: on connect, when the holder appeared, after the client fell behind. */
+export interface StreamSnapshotMessage {
+  readonly kind: 'snapshot';
   readonly status: StatusPayload;
 }
 
-/** One committed transition: its record and the status right after it. */
-export interface StreamTransitionMessage {
-  readonly kind: 'transition';
+/**
+ * One committed transition: its record, the status fields right after it (all but the
+ * history), and how many records the history keeps after it (older ones fall off).
+ */
+export interface StreamChangeMessage {
+  readonly kind: 'change';
   readonly record: TransitionRecord;
-  readonly status: StatusPayload;
+  readonly state: Omit<StatusPayload, 'transition_history'>;
+  readonly history_length: number;
 }
 
 /** The JSON of every `data:` line of the stream. */
-export type StreamMessage = StreamStatusMessage | StreamTransitionMessage;
+export type StreamMessage = StreamSnapshotMessage | StreamChangeMessage;
 
-/** A client this far behind (bytes written and not yet read) is dropped, not buffered without bound. */
-const MAX_QUEUED_BYTES = 1024 * 1024;
+/**
+ * The status after `message`, from the status before it (undefined before the first
+ * snapshot). A change the status already holds (by seq) leaves it as it is.
+ *
+ * @example
+ * let status: StatusPayload | undefined;
+ * source.onmessage = (e) => {
+ *   status = applyStreamMessage(status, JSON.parse(e.data));
+ * };
+ */
+export function applyStreamMessage(
+  status: StatusPayload | undefined,
+  message: StreamMessage,
+): StatusPayload | undefined {
+  if (message.kind === 'snapshot') return message.status;
+  if (!status) return status;
+  const history = status.transition_history;
+  if ((history.at(-1)?.seq ?? 0) >= message.record.seq) return status;
+  return {
+    ...message.state,
+    transition_history: [...history, message.record].slice(-message.history_length),
+  };
+}
+
+/**
+ * @internal A stream body's own clean end, for the node server's `close()`: a body that
+ * carries it is served as it is, not wrapped to be endable (one stage less per message).
+ */
+export const END_STREAM: unique symbol = Symbol('kora.operational_state.endStream');
+
+/** Messages a client may be behind before its queue collapses into one snapshot. */
+export const MAX_PENDING = 256;
 
 const HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
@@ -43,114 +85,204 @@ const HEADERS = {
 } as const;
 
 const encoder = new TextEncoder();
+const RETRY = encoder.encode('retry: 2000\n\n');
 
-/**
- * Runs one stream until the client goes or the app closes. Writes are not awaited (a
- * holder listener must never wait for a slow client); the bytes not yet read are counted
- * instead, and past {@link MAX_QUEUED_BYTES} the stream is ended.
- */
-function follow(core: StatusCore, api: SSEStreamingApi, signal: AbortSignal): Promise<void> {
+/** One open stream. `seq`: the newest record it was given (by snapshot or change). */
+interface Client {
+  readonly controller: ReadableStreamDefaultController<Uint8Array>;
+  seq: number;
+  /** Queued past what the stream itself buffers (its high-water mark is one chunk). */
+  pending: Uint8Array[];
+  /** Its changes were dropped: a snapshot goes out when it reads again. */
+  stale: boolean;
+  closed: boolean;
+  close(): void;
+}
+
+/** @internal The app's streams: one holder listener and one heartbeat for all of them. */
+export interface StreamHub {
+  /** A new stream's body; it ends when the client cancels, `signal` aborts or the app closes. */
+  open(signal: AbortSignal): ReadableStream<Uint8Array>;
+}
+
+/** @internal */
+export function createStreamHub(core: StatusCore): StreamHub {
   const { logger } = core;
+  const clients = new Set<Client>();
   let holder: OperationalStateHolder | undefined;
   let unsubscribe: (() => void) | undefined;
-  let closed = false;
-  let queued = 0;
-  let done!: () => void;
-  const ended = new Promise<void>((resolve) => {
-    done = resolve;
-  });
+  let beat: ReturnType<typeof setInterval> | undefined;
 
-  const finish = () => {
-    if (closed) return;
-    closed = true;
-    clearInterval(beat);
-    signal.removeEventListener('abort', onAbort);
-    try {
-      unsubscribe?.();
-    } catch (err) {
-      logger.error(`${HTTP_LOG_TAG} stream: unsubscribing failed`, err);
+  // The snapshot message, rebuilt only when the status text changed (core keeps it).
+  let snapshotFor: string | undefined;
+  let snapshot = { bytes: new Uint8Array(), seq: 0 };
+  function currentSnapshot() {
+    const json = core.statusJson();
+    if (json !== snapshotFor) {
+      const seq = holder?.history(1)[0]?.seq ?? 0;
+      const id = seq > 0 ? `id: ${seq}\n` : '';
+      snapshot = {
+        bytes: encoder.encode(`${id}data: {"kind":"snapshot","status":${json}}\n\n`),
+        seq,
+      };
+      snapshotFor = json;
     }
-    unsubscribe = undefined;
-    core.streams.delete(entry);
-    done(); // streamSSE then closes the stream: the client sees its end
-  };
-  const entry = { close: finish };
-  const onAbort = () => {
-    finish();
-    api.abort();
-  };
+    return snapshot;
+  }
 
-  const write = (text: string) => {
-    if (closed) return;
-    const bytes = encoder.encode(text);
-    if (queued + bytes.byteLength > MAX_QUEUED_BYTES) {
-      logger.warn(
-        `${HTTP_LOG_TAG} stream client is more than ${MAX_QUEUED_BYTES} bytes behind; closing its stream`,
-      );
-      onAbort();
-      return;
+  /** Moves what the client's stream will take now from its queue (or a snapshot) into it. */
+  function flush(c: Client): void {
+    while (!c.closed && (c.controller.desiredSize ?? 0) > 0) {
+      const next = c.pending.shift();
+      if (next) c.controller.enqueue(next);
+      else if (c.stale) {
+        const s = currentSnapshot();
+        c.stale = false;
+        c.seq = s.seq;
+        c.controller.enqueue(s.bytes);
+      } else return;
     }
-    queued += bytes.byteLength;
-    void api.write(bytes).then(() => {
-      queued -= bytes.byteLength;
-    });
-  };
-  const send = (message: StreamMessage, id?: number) => {
-    write(`${id === undefined ? '' : `id: ${id}\n`}data: ${JSON.stringify(message)}\n\n`);
-  };
+  }
 
-  /** Follows the holder once it exists; until then the stub was sent. */
-  const look = () => {
+  function push(c: Client, bytes: Uint8Array): void {
+    if (c.pending.length === 0 && (c.controller.desiredSize ?? 0) > 0) {
+      c.controller.enqueue(bytes);
+    } else if (c.pending.length >= MAX_PENDING) {
+      c.pending = []; // a snapshot replaces them when the client reads again
+      c.stale = true;
+    } else c.pending.push(bytes);
+  }
+
+  /** Every client's next message is a fresh snapshot (its queue is dropped). */
+  function resync(c: Client): void {
+    c.pending = [];
+    c.stale = true;
+    flush(c);
+  }
+
+  function onChange(h: OperationalStateHolder, record: TransitionRecord, state: StatusPayload) {
+    let bytes: Uint8Array | undefined;
+    for (const c of clients) {
+      if (c.stale || c.seq >= record.seq) continue; // its snapshot already holds this record
+      c.seq = record.seq;
+      if (!bytes) {
+        // The history as of this record (later commits may already be in it).
+        let length = 0;
+        for (const r of h.history()) if (r.seq <= record.seq) length++;
+        const { transition_history: _, ...rest } = state;
+        const message: StreamChangeMessage = {
+          kind: 'change',
+          record,
+          state: rest,
+          history_length: length,
+        };
+        bytes = encoder.encode(`id: ${record.seq}\ndata: ${JSON.stringify(message)}\n\n`);
+      }
+      push(c, bytes);
+    }
+  }
+
+  /** Follows the holder once it exists (until then the stub snapshot was sent). */
+  function look(): void {
+    if (holder) return;
     let next: OperationalStateHolder | undefined;
     try {
       next = core.holder();
     } catch (err) {
       logger.error(`${HTTP_LOG_TAG} stream: reading the holder failed`, err);
     }
-    if (!next || next === holder) return;
-    holder = next;
+    if (!next) return;
     const h = next;
+    holder = h;
     unsubscribe = h.addListener(
-      (_old, state, record) => {
-        if (closed) return;
-        // The status as of this record: later commits may already be in the history.
-        const history = h.history().filter((r) => r.seq <= record.seq);
-        send(
-          { kind: 'transition', record, status: statusFrom(state, history, core.chain()) },
-          record.seq,
-        );
-      },
+      (_old, next, record) => onChange(h, record, statusFrom(next, [], core.chain())),
       { name: 'kora.operational_state.http.stream' },
     );
-    send({ kind: 'status', status: statusOf(h, core.chain()) });
-  };
+    for (const c of clients) resync(c);
+  }
 
-  const beat = setInterval(() => {
-    if (!holder) look();
-    write(`: heartbeat ${new Date().toISOString()}\n\n`);
-  }, core.options.heartbeatMs);
-  beat.unref?.();
-  core.streams.add(entry);
-  api.onAbort(finish); // the client cancelled the body or went away
-  if (signal.aborted) onAbort();
-  else signal.addEventListener('abort', onAbort, { once: true });
+  function heartbeat(): void {
+    look();
+    const bytes = encoder.encode(`: heartbeat ${new Date().toISOString()}\n\n`);
+    // A client with data queued needs no sign of life.
+    for (const c of clients) if (!c.stale && c.pending.length === 0) push(c, bytes);
+  }
 
-  write('retry: 2000\n\n');
-  look();
-  if (!holder) send({ kind: 'status', status: statusOf(undefined) });
-  return ended;
+  /** The last client left: no listener, no timer. */
+  function idle(): void {
+    if (clients.size > 0) return;
+    clearInterval(beat);
+    beat = undefined;
+    try {
+      unsubscribe?.();
+    } catch (err) {
+      logger.error(`${HTTP_LOG_TAG} stream: unsubscribing failed`, err);
+    }
+    unsubscribe = undefined;
+    holder = undefined;
+  }
+
+  function open(signal: AbortSignal): ReadableStream<Uint8Array> {
+    let client!: Client;
+    const finish = (end: boolean) => {
+      if (client.closed) return;
+      client.closed = true;
+      client.pending = [];
+      signal.removeEventListener('abort', onAbort);
+      clients.delete(client);
+      core.streams.delete(client);
+      idle();
+      if (end) {
+        try {
+          client.controller.close(); // the client sees the end of the stream
+        } catch {
+          // Already cancelled.
+        }
+      }
+    };
+    const onAbort = () => finish(true);
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        client = {
+          controller,
+          seq: 0,
+          pending: [],
+          stale: true,
+          closed: false,
+          close: () => finish(true),
+        };
+        if (signal.aborted) {
+          client.closed = true;
+          controller.close();
+          return;
+        }
+        signal.addEventListener('abort', onAbort, { once: true });
+        controller.enqueue(RETRY); // first: the snapshot follows when the client reads
+        clients.add(client);
+        core.streams.add(client);
+        beat ??= setInterval(heartbeat, core.options.heartbeatMs);
+        beat.unref?.();
+        look();
+      },
+      pull() {
+        flush(client);
+      },
+      cancel() {
+        finish(false); // the client cancelled the body or went away
+      },
+    });
+    return Object.assign(body, { [END_STREAM]: () => client.close() });
+  }
+
+  return { open };
 }
 
 /** @internal The stream route's handler. */
 export function streamHandler(core: StatusCore): (c: Context) => Response {
+  const hub = createStreamHub(core);
   return (c) => {
     // HEAD: the headers, and no stream left open behind them.
     if (c.req.method === 'HEAD') return new Response(null, { headers: HEADERS });
-    const res = streamSSE(c, (api) => follow(core, api, c.req.raw.signal));
-    for (const [k, v] of Object.entries(HEADERS)) res.headers.set(k, v);
-    // Node frames the body itself; the length is unknown and the connection stays open.
-    res.headers.delete('transfer-encoding');
-    res.headers.delete('connection');
-    return res;
+    return new Response(hub.open(c.req.raw.signal), { headers: HEADERS });
   };
 }

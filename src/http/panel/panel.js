@@ -1,8 +1,9 @@
 // The panel's client: the one place the state, the valid next transitions and the history
 // are rendered. `render(status)` draws a status payload (GET /api/operational-state's
-// shape); the page's first paint is render(the status embedded by the server) and every
-// message of the event stream is render(message.status), so a live update and a fresh
-// load cannot disagree. Builds DOM with textContent only (never innerHTML): nothing from
+// shape); the page's first paint is render(the status embedded by the server), and every
+// message of the event stream makes the next status (a `snapshot` is one; a `change` is
+// the previous status with its record appended and its state fields) and renders it, so
+// a live update and a fresh load cannot disagree. Builds DOM with textContent only (never innerHTML): nothing from
 // the payload is parsed as markup.
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -141,7 +142,20 @@
     document.body.setAttribute('data-updates', String(updates));
   }
 
-  render(data('panel-status'));
+  let status = data('panel-status');
+  render(status);
+
+  /** The status after a stream message (stream.ts's applyStreamMessage, in the page). */
+  function apply(s, msg) {
+    if (msg.kind === 'snapshot') return msg.status;
+    if (msg.kind !== 'change') return s;
+    const history = s.transition_history;
+    const last = history.length ? history[history.length - 1].seq : 0;
+    if (last >= msg.record.seq) return s; // already shown (the page or a snapshot had it)
+    return Object.assign({}, msg.state, {
+      transition_history: history.concat([msg.record]).slice(-msg.history_length),
+    });
+  }
 
   const conn = $('conn');
   function connected(ok, text) {
@@ -162,6 +176,9 @@
     } catch {
       return;
     }
-    if (msg?.status) render(msg.status);
+    const next = apply(status, msg);
+    if (next === status) return;
+    status = next;
+    render(status);
   };
 })();

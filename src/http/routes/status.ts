@@ -56,18 +56,38 @@ function readyz(core: StatusCore): Response {
     : json(503, { ready: false, ...base, reason: r.reason });
 }
 
+/**
+ * A fixed body whose bytes come from a cache: the headers (with the length) are built
+ * once per body and shared, so an unchanged answer costs no serializing, encoding or
+ * header building (the node server writes a plain header object as it is).
+ */
+function cachedBody(base: Readonly<Record<string, string>>) {
+  let last: Uint8Array | undefined;
+  let headers: Record<string, string> = {};
+  return (body: Uint8Array, contentType?: string): Response => {
+    if (body !== last) {
+      last = body;
+      headers = {
+        ...base,
+        ...(contentType ? { 'content-type': contentType } : {}),
+        'content-length': String(body.byteLength),
+      };
+    }
+    return new Response(body as Uint8Array<ArrayBuffer>, { status: 200, headers });
+  };
+}
+
 /** @internal Registers the read-only routes on `app`. */
 export function statusRoutes(app: Hono, core: StatusCore): void {
+  const statusAnswer = cachedBody(JSON_HEADERS);
+  const metricsAnswer = cachedBody({ 'cache-control': 'no-store' });
   app.get('/', () => panel(core));
-  app.get('/api/operational-state', () => textResponse(200, core.statusJson(), JSON_HEADERS));
+  app.get('/api/operational-state', () => statusAnswer(core.statusBody()));
   app.get('/api/operational-state/history', (c) => history(core, c.req.url));
   app.get('/livez', () => livez(core));
   app.get('/readyz', () => readyz(core));
   app.get('/metrics', async () => {
     core.holder(); // a holder that appeared since is counted from now on
-    return textResponse(200, await core.metrics.text(), {
-      'content-type': core.metrics.contentType,
-      'cache-control': 'no-store',
-    });
+    return metricsAnswer(await core.metrics.body(), core.metrics.contentType);
   });
 }
