@@ -55,7 +55,13 @@ if (mode === 'status') {
   await sink.start();
   const opstate = createOpstate({ initial: { primaryState: 'ready' }, sink, logger: quiet });
   await warm(opstate);
-  const server = await startStatusServer({ opstate, logger: quiet, host: '127.0.0.1' });
+  // As `kora-opstate start` serves it (the node server's own Request/Response).
+  const server = await startStatusServer({
+    opstate,
+    logger: quiet,
+    host: '127.0.0.1',
+    overrideGlobalObjects: true,
+  });
   on(async (m) => {
     if (m.cmd === 'stop') {
       await server.close();

@@ -10,6 +10,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { Registry } from 'prom-client';
 import { quote } from '../vocabulary.js';
 import { createStatusCore } from './core.js';
+import { createFastPath, FAST_PATH, type FastPath } from './fast.js';
 import { closedGuard, hostGuard, methodNotAllowed } from './middleware.js';
 import { resolveStatusOptions, type StatusAppOptions } from './options.js';
 import { HTTP_LOG_TAG, json } from './respond.js';
@@ -31,6 +32,8 @@ export interface StatusApp {
    * the holder listeners and this app's metrics; later requests get 503.
    */
   close(): Promise<void>;
+  /** @internal The node server's fast path for the cached answers (see `fast.ts`). */
+  readonly [FAST_PATH]: FastPath;
 }
 
 /**
@@ -91,5 +94,6 @@ export function createStatusApp(options: StatusAppOptions = {}): StatusApp {
     async close() {
       core.close();
     },
+    [FAST_PATH]: createFastPath(core),
   };
 }

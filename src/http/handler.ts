@@ -4,6 +4,7 @@
  */
 import type { Registry } from 'prom-client';
 import { createStatusApp } from './app.js';
+import { FAST_PATH } from './fast.js';
 import type { StatusHandlerOptions } from './options.js';
 
 export type { StatusAppOptions, StatusHandlerOptions } from './options.js';
@@ -42,6 +43,8 @@ export function createStatusHandler(options: StatusHandlerOptions = {}): StatusH
     registry: { value: status.registry, enumerable: true },
     openStreams: { get: () => status.openStreams, enumerable: true },
     close: { value: () => status.close() },
+    // The node server answers the cached bodies through it (startStatusServer).
+    [FAST_PATH]: { value: status[FAST_PATH] },
   });
   return handler;
 }

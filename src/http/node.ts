@@ -5,11 +5,18 @@
  * (SSE) cleanly, waits a grace period for requests in flight and then cuts the rest.
  */
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type RequestListener,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createAdaptorServer, type HttpBindings } from '@hono/node-server';
+import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import type { Logger } from '../logger.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
+import { FAST_PATH, type FastAnswer, type FastPath } from './fast.js';
 import { createStatusHandler, type StatusHandler, type StatusHandlerOptions } from './handler.js';
 import { boundHostNames } from './hosts.js';
 import { HTTP_LOG_TAG, json } from './respond.js';
@@ -150,6 +157,40 @@ function endable(body: ReadableStream<Uint8Array>, ends: Set<() => void>): Reada
 }
 
 /**
+ * The app's cached answers straight from `node:http` (see `fast.ts`); every other request,
+ * and one whose fast answer failed (nothing was written yet), goes to `listener`.
+ */
+function withFastPath(fast: FastPath, listener: RequestListener, logger: Logger): RequestListener {
+  const write = (req: IncomingMessage, res: ServerResponse, a: FastAnswer) => {
+    res.writeHead(a.status, a.headers);
+    res.end(req.method === 'HEAD' ? undefined : a.body);
+  };
+  const fallBack = (req: IncomingMessage, res: ServerResponse, err: unknown) => {
+    logger.error(
+      `${HTTP_LOG_TAG} ${req.method} ${req.url}: fast path failed; answered by the app`,
+      err,
+    );
+    void listener(req, res);
+  };
+  return (req, res) => {
+    let answer: ReturnType<FastPath>;
+    try {
+      answer = fast(req.method, req.url, req.headers.host);
+    } catch (err) {
+      fallBack(req, res, err);
+      return;
+    }
+    if (answer === undefined) void listener(req, res);
+    else if (answer instanceof Promise) {
+      answer.then(
+        (a) => write(req, res, a),
+        (err) => fallBack(req, res, err),
+      );
+    } else write(req, res, answer);
+  };
+}
+
+/**
  * Creates (does not start) a `node:http` server for `handler` on `@hono/node-server`.
  *
  * @internal Not exported by the package: use {@link startStatusServer}, or serve
@@ -202,10 +243,12 @@ export function createNodeServer(
     return response;
   }
 
-  const server = createAdaptorServer({
-    fetch: fetch as (request: Request, env: unknown) => Promise<Response>,
-    overrideGlobalObjects: o.overrideGlobalObjects,
-  }) as Server;
+  const listener = getRequestListener(
+    fetch as (request: Request, env: unknown) => Promise<Response>,
+    { overrideGlobalObjects: o.overrideGlobalObjects },
+  );
+  const fast = (handler as { [FAST_PATH]?: FastPath })[FAST_PATH];
+  const server = createServer(fast ? withFastPath(fast, listener, o.logger) : listener);
 
   return {
     get address() {

@@ -1,0 +1,153 @@
+/**
+ * The node server's fast path (src/http/fast.ts) through real sockets: for GET and HEAD of
+ * `/api/operational-state` and `/metrics` it answers what the app's own routes answer —
+ * same status, headers and bytes — and it leaves everything else to the app: another
+ * Host (421), a query string, a closed app (503). A metrics collection that fails is
+ * answered by the app, and logged.
+ */
+import { request } from 'node:http';
+import { Gauge, Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createOperationalStateHolder, type OperationalStateHolder } from '../src/holder.js';
+import { type RunningStatusServer, startStatusServer } from '../src/http/node.js';
+import { recordingLogger } from './support/logger.js';
+
+interface Raw {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** One request on a fresh socket, with exactly the Host header given. */
+function raw(url: string, path: string, method = 'GET', host?: string): Promise<Raw> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const r = request(
+      { hostname, port, path, method, agent: false, setHost: host === undefined },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => {
+          const headers: Record<string, string> = {};
+          for (const [k, v] of Object.entries(res.headers)) {
+            // Per connection or per moment, not per answer.
+            if (['date', 'connection', 'keep-alive', 'transfer-encoding'].includes(k)) continue;
+            headers[k] = String(v);
+          }
+          resolve({ status: res.statusCode ?? 0, headers, body });
+        });
+        res.on('error', reject);
+      },
+    );
+    if (host !== undefined) r.setHeader('host', host);
+    r.on('error', reject);
+    r.end();
+  });
+}
+
+/** The app's own answer to the same request, without the server. */
+async function viaApp(s: RunningStatusServer, path: string, method = 'GET'): Promise<Raw> {
+  const res = await s.handler(new Request(`${s.url}${path}`, { method }));
+  const headers: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    headers[k] = v;
+  });
+  return { status: res.status, headers, body: method === 'HEAD' ? '' : await res.text() };
+}
+
+describe('the fast path answers what the app answers', () => {
+  let holder: OperationalStateHolder;
+  let server: RunningStatusServer | undefined;
+  afterEach(async () => {
+    await server?.close();
+    server = undefined;
+  });
+
+  async function start(extra: Parameters<typeof startStatusServer>[0] = {}) {
+    holder = createOperationalStateHolder({
+      initial: { primaryState: 'ready' },
+      logger: recordingLogger(),
+    });
+    server = await startStatusServer({ holder, logger: recordingLogger(), ...extra });
+    return server;
+  }
+
+  it('GET and HEAD of the status and /metrics: same status, headers and bytes, before and after a transition', async () => {
+    const s = await start();
+    for (let round = 0; round < 2; round++) {
+      for (const path of ['/api/operational-state', '/metrics']) {
+        for (const method of ['GET', 'HEAD']) {
+          const fast = await raw(s.url, path, method);
+          const app = await viaApp(s, path, method);
+          expect(fast.status).toBe(200);
+          expect(fast).toEqual(app);
+        }
+      }
+      const before = (await raw(s.url, '/api/operational-state')).body;
+      await holder.send({ type: 'claim.acquired' });
+      const after = await raw(s.url, '/api/operational-state');
+      expect(after.body).not.toBe(before);
+      expect(JSON.parse(after.body).primary_state).toBe('active');
+      expect((await raw(s.url, '/metrics')).body).toContain(
+        'kora_operational_state{state="active"} 1',
+      );
+      await holder.send({ type: 'claim.released' });
+    }
+  });
+
+  it('leaves a Host it does not serve, a query string and other paths to the app', async () => {
+    const s = await start();
+    const refused = await raw(s.url, '/api/operational-state', 'GET', 'evil.example:80');
+    expect(refused.status).toBe(421);
+    expect(refused.body).toContain('evil.example:80');
+    const refusedMetrics = await raw(s.url, '/metrics', 'GET', 'evil.example');
+    expect(refusedMetrics.status).toBe(421);
+    const query = await raw(s.url, '/api/operational-state?pretty=1');
+    expect(query.status).toBe(200);
+    expect(query).toEqual(await viaApp(s, '/api/operational-state?pretty=1'));
+    const post = await raw(s.url, '/api/operational-state', 'POST');
+    expect(post.status).toBe(405);
+    expect(post.headers.allow).toBe('GET, HEAD');
+  });
+
+  it('a closed app: 503 from the app, not a stale cached body', async () => {
+    const s = await start();
+    expect((await raw(s.url, '/api/operational-state')).status).toBe(200);
+    await s.handler.close();
+    const closed = await raw(s.url, '/api/operational-state');
+    expect(closed.status).toBe(503);
+    expect(JSON.parse(closed.body)).toEqual({ error: 'status handler is closed' });
+    expect((await raw(s.url, '/metrics')).status).toBe(503);
+  });
+
+  it('a metrics collection that fails is answered by the app (500) and logged, the server goes on', async () => {
+    const registry = new Registry();
+    let fail = true;
+    new Gauge({
+      name: 'flaky_gauge',
+      help: 'throws on collect while told to',
+      registers: [registry],
+      collect() {
+        if (fail) throw new Error('collector broke');
+        this.set(1);
+      },
+    });
+    const logger = recordingLogger();
+    holder = createOperationalStateHolder({ initial: { primaryState: 'ready' }, logger });
+    server = await startStatusServer({ holder, logger, registry });
+    const broken = await raw(server.url, '/metrics');
+    expect(broken.status).toBe(500);
+    expect(JSON.parse(broken.body)).toEqual({ error: 'internal error' });
+    expect(
+      logger.find('error', 'GET /metrics: fast path failed; answered by the app'),
+    ).toHaveLength(1);
+    fail = false;
+    const ok = await raw(server.url, '/metrics');
+    expect(ok.status).toBe(200);
+    expect(ok.body).toContain('flaky_gauge 1');
+    expect((await raw(server.url, '/api/operational-state')).status).toBe(200);
+  });
+});
