@@ -297,6 +297,8 @@ export interface EmitListener {
   readonly batches: BatchStats;
   /** Read by `addListener`: the holder delivers the next change once this one is queued. */
   readonly pipelined: true;
+  /** Read by `addListener`: it never requests a transition (see `requestsTransitions`). */
+  readonly requestsTransitions: false;
 }
 
 export interface EmitListenerOptions {
@@ -394,5 +396,7 @@ export function makeEmitListener(sink: EventSink, options: EmitListenerOptions =
   Object.defineProperty(listener, 'batches', { get: () => append.stats, enumerable: true });
   // Delivered pipelined by the holder: concurrent transitions share one sink call.
   Object.defineProperty(listener, 'pipelined', { value: true, enumerable: true });
+  // It never requests a transition: no AsyncLocalStorage context for its calls.
+  Object.defineProperty(listener, 'requestsTransitions', { value: false, enumerable: true });
   return listener as EmitListener;
 }

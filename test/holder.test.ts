@@ -431,6 +431,72 @@ describe('holder: listeners', () => {
     await vi.waitFor(() => expect(log).toEqual(['1:ready', 'inner resolved active', '2:active']));
   });
 
+  it('a listener may request a transition after an await: it still resolves at commit', async () => {
+    const h = createOperationalStateHolder();
+    const log: string[] = [];
+    h.addListener(async (_old, next, record) => {
+      log.push(`${record.seq}:${next.primaryState}`);
+      if (next.primaryState !== 'ready') return;
+      await new Promise((r) => setImmediate(r)); // the asynchronous part, a later turn
+      await Promise.resolve();
+      const inner = await h.transitionTo('active', 'claim acquired');
+      log.push(`inner resolved ${inner.primaryState}`);
+    });
+    await ready(h);
+    expect(log).toEqual(['1:ready', 'inner resolved active', '2:active']);
+    expect(h.stats.listenerTimeouts).toBe(0);
+  });
+
+  it('requestsTransitions: false — the synchronous part is still known as inside; an outside call is not', async () => {
+    const logger = recordingLogger();
+    const h = createOperationalStateHolder({ listenerTimeoutMs: 100, logger });
+    const log: string[] = [];
+    h.addListener(
+      (_old, next) => {
+        if (next.primaryState !== 'ready') return;
+        // Requested synchronously, from inside: resolves at commit, no deadlock.
+        void h
+          .transitionTo('active', 'claim acquired')
+          .then((s) => log.push(`sync ${s.primaryState}`));
+      },
+      { name: 'plain', requestsTransitions: false },
+    );
+    await ready(h);
+    await vi.waitFor(() => expect(log).toEqual(['sync active']));
+    expect(h.stats.listenerTimeouts).toBe(0);
+    // An outside caller still waits for every listener to have handled its change.
+    let handled = false;
+    const gate = deferred();
+    h.addListener(
+      async () => {
+        await gate.promise;
+        handled = true;
+      },
+      { requestsTransitions: false },
+    );
+    const p = h.transitionTo('ready', 'claim released').then(() => handled);
+    gate.resolve();
+    expect(await p).toBe(true);
+  });
+
+  it('requestsTransitions: false and a transition awaited after an await: waits for itself until the timeout (logged)', async () => {
+    const logger = recordingLogger();
+    const h = createOperationalStateHolder({ listenerTimeoutMs: 100, logger });
+    const inner = deferred<string>();
+    h.addListener(
+      async (_old, next) => {
+        if (next.primaryState !== 'ready') return;
+        await Promise.resolve();
+        const s = await h.transitionTo('active', 'claim acquired');
+        inner.resolve(s.primaryState);
+      },
+      { name: 'undeclared', requestsTransitions: false },
+    );
+    await ready(h);
+    expect(await inner.promise).toBe('active');
+    expect(logger.find('error', '"undeclared" did not handle transition #2')).toHaveLength(1);
+  });
+
   it('a listener never runs concurrently with itself, and sees commits in order', async () => {
     const h = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
     let running = 0;

@@ -312,7 +312,7 @@ export function createTicketPoller(options: TicketPollerOptions): TicketPoller {
         (_old, next) => {
           if (next.primaryState === 'ready' || next.primaryState === 'stopped') wake?.();
         },
-        { name: 'kora.operational_state.poller' },
+        { name: 'kora.operational_state.poller', requestsTransitions: false },
       );
       loop = run().finally(() => {
         unsubscribe?.();

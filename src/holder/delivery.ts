@@ -59,6 +59,15 @@ export interface AddListenerOptions {
    * (the chain spool shares one fsync among them).
    */
   pipelined?: boolean;
+  /**
+   * Default `true`. `false` says this listener never requests a transition from the
+   * asynchronous part of its code (after an `await`): its calls then run without an
+   * `AsyncLocalStorage` context, whose promise hooks every promise in the process pays
+   * for while one is active. A transition requested in the synchronous part is still
+   * known to come from inside; one requested after an `await` is not, and waits for
+   * this very listener (until the timeout). The package's own listeners declare it.
+   */
+  requestsTransitions?: boolean;
 }
 
 /** @internal One committed change on its way to the listeners. */
@@ -76,6 +85,8 @@ interface ListenerEntry {
   tail: Promise<void>;
   active: boolean;
   readonly pipelined: boolean;
+  /** Runs in the {@link insideListener} context (it may request transitions after an await). */
+  readonly marked: boolean;
   /**
    * Set when a delivery overran the timeout; cleared once the listener has caught up.
    * Meanwhile its deliveries still queue (in order, one at a time), but no transition
@@ -84,12 +95,46 @@ interface ListenerEntry {
   overrun: boolean;
 }
 
-/** Marks code running inside a listener, so a transition it requests resolves at commit. */
+/**
+ * Marks the asynchronous code of listeners that may request transitions, so a transition
+ * they request resolves at commit. Enabled only while such a call is in flight: Node 20
+ * implements it with promise hooks, a cost on every promise of the process.
+ */
 const insideListener = new AsyncLocalStorage<true>();
+/** Calls of marked listeners in flight (the context is disabled at 0). */
+let markedInFlight = 0;
+/** Depth of listener code running synchronously right now (no context needed for it). */
+let syncDepth = 0;
 
-/** @internal True while a listener's code (sync or async) runs. */
+/** @internal True while a listener's code runs: its synchronous part, or a marked one's async part. */
 export function isInsideListener(): boolean {
-  return insideListener.getStore() === true;
+  return syncDepth > 0 || (markedInFlight > 0 && insideListener.getStore() === true);
+}
+
+function call(entry: ListenerEntry, d: Delivery): void | Promise<void> {
+  syncDepth++;
+  try {
+    if (!entry.marked) return entry.fn(d.old, d.next, d.record, d.facts);
+    markedInFlight++;
+    let result: void | Promise<void>;
+    try {
+      result = insideListener.run(true, () => entry.fn(d.old, d.next, d.record, d.facts));
+    } catch (err) {
+      unmark();
+      throw err;
+    }
+    if (typeof (result as PromiseLike<void> | undefined)?.then !== 'function') {
+      unmark();
+      return result;
+    }
+    return Promise.resolve(result).finally(unmark);
+  } finally {
+    syncDepth--;
+  }
+}
+
+function unmark(): void {
+  if (--markedInFlight === 0) insideListener.disable();
 }
 
 /** @internal Counters the delivery updates. */
@@ -140,6 +185,9 @@ export class Listeners {
       active: true,
       // A listener may ask for it itself (the chain emit listener does).
       pipelined: (options.pipelined ?? (listener as { pipelined?: unknown }).pipelined) === true,
+      marked:
+        (options.requestsTransitions ??
+          (listener as { requestsTransitions?: unknown }).requestsTransitions) !== false,
     };
     this.#entries.push(entry);
     return () => {
@@ -244,7 +292,7 @@ export class Listeners {
 
   async #invoke(entry: ListenerEntry, d: Delivery): Promise<void> {
     try {
-      await insideListener.run(true, () => entry.fn(d.old, d.next, d.record, d.facts));
+      await call(entry, d);
     } catch (err) {
       this.stats.listenerFailures++;
       report(

@@ -196,7 +196,7 @@ export function createStreamHub(core: StatusCore): StreamHub {
     holder = h;
     unsubscribe = h.addListener(
       (_old, next, record) => onChange(h, record, statusFrom(next, [], core.chain())),
-      { name: 'kora.operational_state.http.stream' },
+      { name: 'kora.operational_state.http.stream', requestsTransitions: false },
     );
     for (const c of clients) resync(c);
   }
