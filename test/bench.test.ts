@@ -45,6 +45,7 @@ describe('npm run bench (smoke)', () => {
       'holder.transitionTo, 0 listeners',
       'holder.transitionTo, 1 no-op listener',
       'holder.transitionTo, 10 no-op listeners',
+      'holder.transitionTo, 1 no-op listener declared requestsTransitions: false',
       'holder.send, 1 no-op listener',
     ]);
     for (const r of results.rows) {

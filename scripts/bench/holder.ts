@@ -28,9 +28,9 @@ function bareActor() {
   };
 }
 
-function holderWith(listeners: number) {
+function holderWith(listeners: number, requestsTransitions = true) {
   const h = createOpstate({ initial: { primaryState: 'ready' }, logger: quiet });
-  for (let i = 0; i < listeners; i++) h.addListener(() => {});
+  for (let i = 0; i < listeners; i++) h.addListener(() => {}, { requestsTransitions });
   return h;
 }
 
@@ -50,6 +50,7 @@ export async function benchHolder(options: SuiteOptions = {}): Promise<BenchRow[
   const h0 = holderWith(0);
   const h1 = holderWith(1);
   const h10 = holderWith(10);
+  const h1q = holderWith(1, false);
   const s1 = holderWith(1);
   const sendFlip = () =>
     s1.send(
@@ -66,9 +67,10 @@ export async function benchHolder(options: SuiteOptions = {}): Promise<BenchRow[
     t0: () => timed(flip(h0)),
     t1: () => timed(flip(h1)),
     t10: () => timed(flip(h10)),
+    t1q: () => timed(flip(h1q)),
     s1: () => timed(sendFlip),
   });
-  for (const h of [h0, h1, h10, s1]) {
+  for (const h of [h0, h1, h10, h1q, s1]) {
     if (h.stats.commits < batch * rounds) throw new Error(`holder committed ${h.stats.commits}`);
   }
   const baseline = 'bare XState actor `send` of the same machine (ready ⇄ active)';
@@ -112,6 +114,17 @@ export async function benchHolder(options: SuiteOptions = {}): Promise<BenchRow[
       },
       r.t10.value,
       r.t10.baseline,
+    ),
+    row(
+      {
+        group: 'holder',
+        name: 'holder.transitionTo, 1 no-op listener declared requestsTransitions: false',
+        unit: 'ops/s',
+        baseline,
+        note,
+      },
+      r.t1q.value,
+      r.t1q.baseline,
     ),
     row(
       { group: 'holder', name: 'holder.send, 1 no-op listener', unit: 'ops/s', baseline, note },
