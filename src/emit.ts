@@ -295,9 +295,8 @@ export interface EmitListener {
   readonly agentId: string;
   /** Sink calls made (`batches`) for how many changes: concurrent ones share one. */
   readonly batches: BatchStats;
-  /** Read by `addListener`: the holder delivers the next change once this one is queued. */
+  /** Read by `addListener`: delivered pipelined, never requesting a transition. */
   readonly pipelined: true;
-  /** Read by `addListener`: it never requests a transition (see `requestsTransitions`). */
   readonly requestsTransitions: false;
 }
 
@@ -394,9 +393,8 @@ export function makeEmitListener(sink: EventSink, options: EmitListenerOptions =
   Object.defineProperty(listener, 'instanceId', { value: sequence.instanceId, enumerable: true });
   Object.defineProperty(listener, 'agentId', { value: agentId, enumerable: true });
   Object.defineProperty(listener, 'batches', { get: () => append.stats, enumerable: true });
-  // Delivered pipelined by the holder: concurrent transitions share one sink call.
+  // Pipelined: concurrent transitions share one sink call; it never requests one.
   Object.defineProperty(listener, 'pipelined', { value: true, enumerable: true });
-  // It never requests a transition: no AsyncLocalStorage context for its calls.
   Object.defineProperty(listener, 'requestsTransitions', { value: false, enumerable: true });
   return listener as EmitListener;
 }
