@@ -482,18 +482,21 @@ describe('holder: listeners', () => {
   it('requestsTransitions: false and a transition awaited after an await: waits for itself until the timeout (logged)', async () => {
     const logger = recordingLogger();
     const h = createOperationalStateHolder({ listenerTimeoutMs: 100, logger });
-    const inner = deferred<string>();
+    let innerResolved!: (state: string) => void;
+    const inner = new Promise<string>((r) => {
+      innerResolved = r;
+    });
     h.addListener(
       async (_old, next) => {
         if (next.primaryState !== 'ready') return;
         await Promise.resolve();
         const s = await h.transitionTo('active', 'claim acquired');
-        inner.resolve(s.primaryState);
+        innerResolved(s.primaryState);
       },
       { name: 'undeclared', requestsTransitions: false },
     );
     await ready(h);
-    expect(await inner.promise).toBe('active');
+    expect(await inner).toBe('active');
     expect(logger.find('error', '"undeclared" did not handle transition #2')).toHaveLength(1);
   });
 
