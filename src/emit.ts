@@ -6,7 +6,6 @@
  * naming the event type and the cause, logged once at error level with the tag
  * `[kora.operational_state.emit]` and counted — while the state machine keeps moving.
  */
-
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { OperationalFact } from '../machines/operationalState.machine.js';

@@ -61,7 +61,7 @@ describe('npm run bench (smoke)', () => {
       cwd: root,
     });
     const lines = table.stdout.trim().split('\n');
-    expect(lines.filter((l) => l.startsWith('| holder |'))).toHaveLength(4);
+    expect(lines.filter((l) => l.startsWith('| holder |'))).toHaveLength(5);
     expect(lines).toContain(
       '| group | figure | value (min / median / max) | baseline, same rounds | baseline value | ratio | target |',
     );
