@@ -76,6 +76,25 @@ export {
   OperationalStateEmitError,
   type TransitionPayload,
 } from './emit.js';
+// The fleet (SPEC §12): agents on one Postgres register and heartbeat; control commands.
+export {
+  type ControlAction,
+  type ControlCommand,
+  type ControlOutcome,
+  type IssueCommandOptions,
+  issueCommand,
+} from './fleet/control.js';
+export {
+  type ControlReceiver,
+  type ControlReceiverOptions,
+  createControlReceiver,
+} from './fleet/controlReceiver.js';
+export {
+  createFleetRegistry,
+  type FleetRegistry,
+  type FleetRegistryOptions,
+} from './fleet/registry.js';
+export type { FleetAgent, FleetSource, FleetView } from './fleet/types.js';
 // The instance (ST1, SPEC §11).
 export {
   type AddListenerOptions,
@@ -105,6 +124,7 @@ export {
   type StatusServerOptions,
   startStatusServer,
 } from './http/node.js';
+export type { ProbeOptions } from './http/probes.js';
 export type { StatusPayload, ValidNextState } from './http/status.js';
 export {
   applyStreamMessage,

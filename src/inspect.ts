@@ -8,11 +8,14 @@
  * The relay speaks the protocol of `@statelyai/inspect/server`'s `createInspectorServer`
  * (buffer the last events, replay them to a new client, broadcast each message to the
  * others), but binds 127.0.0.1 by default, accepts port 0, refuses WebSocket connections
- * from foreign web origins and never launches a browser.
+ * from foreign web origins and never launches a browser. Its page (`./inspectBridge.ts`)
+ * embeds the hosted inspector UI or a self-hosted copy (`uiUrl`), and says plainly when
+ * that cannot be reached, pointing to the agent's local `/inspector` view.
  *
  * `@statelyai/inspect` is an optional peer dependency, loaded by `start()` only: a process
  * that never inspects neither loads it (nor its superjson) nor needs it installed.
  */
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -31,6 +34,7 @@ export interface StatelyInspectModule {
 }
 
 import { z } from 'zod';
+import { bridgeCsp, bridgeHtml } from './inspectBridge.js';
 import { errorText, LOG_TAGS, type Logger, report } from './logger.js';
 import {
   intRangeSchema,
@@ -46,8 +50,16 @@ export interface LocalInspectorOptions {
   host?: string;
   /** Default `0` (a free port; see `start()`'s result). */
   port?: number;
-  /** The inspector UI the bridge page embeds (default `https://stately.ai/inspect`). */
+  /**
+   * The inspector UI the bridge page embeds (default `https://stately.ai/inspect`): a
+   * self-hosted copy of the Stately inspector works offline.
+   */
   uiUrl?: string;
+  /**
+   * The agent's own inspector view (the status API's `/inspector`), which the bridge page
+   * points to when the UI cannot be reached; also settable later with `showLocalView`.
+   */
+  localViewUrl?: string;
   /** Events kept for clients that connect later (default 200). */
   bufferSize?: number;
   /** Default `console`. */
@@ -76,6 +88,11 @@ export interface LocalInspector {
   stop(): Promise<void>;
   /** The address while running. */
   readonly address: LocalInspectorAddress | undefined;
+  /**
+   * Sets the local inspector view the bridge page points to (known once the status API
+   * listens). A URL that is not http(s) throws, naming it.
+   */
+  showLocalView(url: string): void;
 }
 
 const defaults = {
@@ -86,10 +103,8 @@ const defaults = {
   logger: console as Logger,
 };
 
-const inspectorOptions = z.object({
-  host: nonEmptyStringSchema(),
-  port: intRangeSchema(0, 65535),
-  uiUrl: z.custom<string>(
+const httpUrlSchema = () =>
+  z.custom<string>(
     (v) => {
       try {
         const { protocol } = new URL(v as string);
@@ -99,7 +114,13 @@ const inspectorOptions = z.object({
       }
     },
     { error: 'must be an http(s) URL' },
-  ),
+  );
+
+const inspectorOptions = z.object({
+  host: nonEmptyStringSchema(),
+  port: intRangeSchema(0, 65535),
+  uiUrl: httpUrlSchema(),
+  localViewUrl: httpUrlSchema().optional(),
   bufferSize: positiveIntSchema(true),
   logger: loggerSchema(),
 });
@@ -134,36 +155,6 @@ export async function loadStatelyInspect(
   }
 }
 
-function escapeAttr(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-/** The page that relays WebSocket messages into the embedded Stately inspector UI. */
-function bridgeHtml(uiUrl: string): string {
-  const origin = new URL(uiUrl).origin;
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>kora-opstate · Stately inspector</title>
-<style>html,body{margin:0;height:100%}iframe{border:0;width:100%;height:100%}</style></head>
-<body><iframe id="inspector" src="${escapeAttr(uiUrl)}"></iframe>
-<script>
-  var frame = document.getElementById('inspector');
-  var pending = [];
-  var ready = false;
-  window.addEventListener('message', function (e) {
-    if (e.data && e.data.type === '@statelyai.connected') {
-      ready = true;
-      pending.forEach(function (m) { frame.contentWindow.postMessage(m, ${JSON.stringify(origin)}); });
-      pending = [];
-    }
-  });
-  var ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host);
-  ws.onmessage = function (e) {
-    var m = JSON.parse(e.data);
-    if (ready) frame.contentWindow.postMessage(m, ${JSON.stringify(origin)}); else pending.push(m);
-  };
-</script></body></html>`;
-}
-
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
 /**
@@ -174,12 +165,15 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
  * const opstate = createOpstate({ sink, inspect: inspector.inspect }); // events before start() are kept
  * const { url } = await inspector.start();
  * console.log(`Stately inspector: open ${url}`);
+ * const status = await startStatusServer({ opstate });
+ * inspector.showLocalView(`${status.url}/inspector`); // where its page points when offline
  * // ...
  * await inspector.stop();
  */
 export function createLocalInspector(options: LocalInspectorOptions = {}): LocalInspector {
   const o = parseOptions(inspectorOptions, options, defaults);
   const { logger } = o;
+  let localView = o.localViewUrl;
 
   let forward: ((event: InspectionEvent) => void) | undefined;
   let early: InspectionEvent[] = [];
@@ -222,9 +216,16 @@ export function createLocalInspector(options: LocalInspectorOptions = {}): Local
         res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n');
         return;
       }
+      const nonce = randomBytes(16).toString('base64');
       res
-        .writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
-        .end(bridgeHtml(o.uiUrl));
+        .writeHead(200, {
+          'content-type': 'text/html; charset=utf-8',
+          'cache-control': 'no-store',
+          'x-content-type-options': 'nosniff',
+          'referrer-policy': 'no-referrer',
+          'content-security-policy': bridgeCsp(nonce),
+        })
+        .end(bridgeHtml({ uiUrl: o.uiUrl, localView, nonce }));
     });
     http = server;
     server.listen(o.port, o.host);
@@ -338,6 +339,13 @@ export function createLocalInspector(options: LocalInspectorOptions = {}): Local
     stop,
     get address() {
       return address;
+    },
+    showLocalView(url: string) {
+      localView = parseOptions(
+        z.object({ localViewUrl: httpUrlSchema() }),
+        { localViewUrl: url },
+        {},
+      ).localViewUrl;
     },
   };
 }

@@ -373,6 +373,197 @@ describe('installShutdownHandlers', () => {
   });
 });
 
+/**
+ * A clock whose sleeps wait until `advance` passes their end: the shutdown delay runs on
+ * it, so a test sees the state during the delay and at its very end without real time.
+ */
+function manualClock() {
+  let t = 0;
+  const waiting: { until: number; wake: () => void }[] = [];
+  const sleeps: number[] = [];
+  return {
+    sleeps,
+    sleep(ms: number): Promise<void> {
+      sleeps.push(ms);
+      return new Promise<void>((wake) => {
+        waiting.push({ until: t + ms, wake });
+      });
+    },
+    advance(ms: number): void {
+      t += ms;
+      for (const w of waiting.filter((x) => x.until <= t)) {
+        waiting.splice(waiting.indexOf(w), 1);
+        w.wake();
+      }
+    },
+  };
+}
+
+/** A few turns of the event loop: whatever would run now has run. */
+const settle = async () => {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+};
+
+describe('the shutdown delay (shutdownDelayMs, onDrain) on a fake clock', () => {
+  it('SIGTERM: /readyz drops at once, claims go on for the delay, then pause → stop → exit 0', async () => {
+    const { holder, coordinator, events, logger } = setup();
+    const { createStatusHandler } = await import('../src/http/handler.js');
+    let draining = false;
+    const status = createStatusHandler({
+      opstate: holder,
+      logger,
+      probes: { draining: () => draining },
+    });
+    const readyz = async () => {
+      const res = await status(new Request('http://127.0.0.1/readyz'));
+      return { status: res.status, ...(await res.json()) };
+    };
+    const clock = manualClock();
+    const signals = new EventEmitter();
+    const exited = deferred<number>();
+    const drained: string[] = [];
+    shutdown.installShutdownHandlers({
+      holder,
+      coordinator,
+      logger,
+      signalSource: signals,
+      shutdownDelayMs: 5000,
+      sleep: clock.sleep,
+      onDrain: (reason) => {
+        drained.push(reason);
+        draining = true;
+      },
+      exit: exited.resolve,
+    });
+    try {
+      expect((await readyz()).status).toBe(200);
+      signals.emit('SIGTERM', 'SIGTERM');
+      // At once: readiness is down, the state and the claim permission are not.
+      expect(drained).toEqual(['SIGTERM']);
+      expect(clock.sleeps).toEqual([5000]);
+      expect(await readyz()).toEqual({
+        status: 503,
+        ready: false,
+        primary_state: 'ready',
+        claim_permission: 'normal',
+        reason: 'shutting down',
+      });
+      expect(
+        logger.find('info', 'shutdown (SIGTERM): readiness dropped; claims stop in 5000 ms'),
+      ).toHaveLength(1);
+      // During the delay the agent still works: a claim is taken and released.
+      await coordinator.withClaim({ id: 'during-delay' }, async () => {});
+      clock.advance(4999);
+      await settle();
+      expect(holder.current.primaryState).toBe('ready');
+      expect(events()).toEqual(['ready→active claim.acquired', 'active→ready claim.released']);
+      // At the delay's end the rest of the sequence runs.
+      clock.advance(1);
+      expect(await exited.promise).toBe(0);
+      expect(events()).toEqual([
+        'ready→active claim.acquired',
+        'active→ready claim.released',
+        'ready→paused pause',
+        'paused→stopped stop',
+      ]);
+      expect((await readyz()).reason).toBe('shutting down');
+    } finally {
+      await status.close();
+    }
+  });
+
+  it('a second signal during the delay exits at once; nothing is paused', async () => {
+    const { holder, events } = setup('active');
+    const clock = manualClock();
+    const signals = new EventEmitter();
+    const exits: number[] = [];
+    shutdown.installShutdownHandlers({
+      holder,
+      signalSource: signals,
+      shutdownDelayMs: 60_000,
+      sleep: clock.sleep,
+      exit: (code) => exits.push(code),
+    });
+    signals.emit('SIGTERM', 'SIGTERM');
+    signals.emit('SIGINT', 'SIGINT');
+    expect(exits).toEqual([130]);
+    await settle();
+    expect(events()).toEqual([]);
+  });
+
+  it('default 0: no wait; onDrain runs before the pause', async () => {
+    const { holder, events } = setup();
+    const order: string[] = [];
+    holder.addListener((_o, next) => {
+      order.push(next.primaryState);
+    });
+    const clock = manualClock();
+    const code = await shutdown.gracefulShutdown(
+      { holder, sleep: clock.sleep, onDrain: () => order.push('drain') },
+      'SIGTERM',
+    );
+    expect(code).toBe(0);
+    expect(clock.sleeps).toEqual([]);
+    expect(order).toEqual(['drain', 'paused', 'stopped']);
+    expect(events()).toEqual(['ready→paused pause', 'paused→stopped stop']);
+  });
+
+  it.each(['booting', 'paused'] as const)(
+    'from %s (readiness already down): no wait, onDrain still called',
+    async (state) => {
+      const { holder } = setup(state);
+      const clock = manualClock();
+      let drained = 0;
+      const code = await shutdown.gracefulShutdown(
+        { holder, shutdownDelayMs: 5000, sleep: clock.sleep, onDrain: () => drained++ },
+        'SIGTERM',
+      );
+      expect(code).toBe(0);
+      expect(clock.sleeps).toEqual([]);
+      expect(drained).toBe(1);
+      expect(holder.current.primaryState).toBe('stopped');
+    },
+  );
+
+  it('an onDrain or a sleep that throws is logged; the shutdown goes on', async () => {
+    const { holder, logger } = setup();
+    const code = await shutdown.gracefulShutdown(
+      {
+        holder,
+        logger,
+        shutdownDelayMs: 10,
+        onDrain: () => {
+          throw new Error('no flag');
+        },
+        sleep: () => Promise.reject(new Error('no timer')),
+      },
+      'SIGTERM',
+    );
+    expect(code).toBe(0);
+    expect(holder.current.primaryState).toBe('stopped');
+    expect(logger.find('warn', 'shutdown (SIGTERM): onDrain threw: no flag')).toHaveLength(1);
+    expect(
+      logger.find('warn', 'shutdown (SIGTERM): the shutdown delay failed: no timer'),
+    ).toHaveLength(1);
+  });
+
+  it('validates shutdownDelayMs, onDrain and sleep, naming the value', () => {
+    const { holder } = setup();
+    expect(() => shutdown.installShutdownHandlers({ holder, shutdownDelayMs: -1 })).toThrow(
+      'shutdownDelayMs must be a non-negative number, got -1',
+    );
+    expect(() =>
+      shutdown.installShutdownHandlers({ holder, shutdownDelayMs: '5' as never }),
+    ).toThrow('shutdownDelayMs must be a non-negative number, got "5"');
+    expect(() => shutdown.installShutdownHandlers({ holder, onDrain: 5 as never })).toThrow(
+      'onDrain must be a function, got 5',
+    );
+    expect(() => shutdown.installShutdownHandlers({ holder, sleep: null as never })).toThrow(
+      'sleep must be a function, got null',
+    );
+  });
+});
+
 describe('an agent process on PostgreSQL receiving SIGTERM', () => {
   let db: TestSchema;
   const agents: AgentProcess[] = [];

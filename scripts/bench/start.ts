@@ -2,8 +2,8 @@
  * Agent start-up, on the real CLI: time from spawn to the first `200 /readyz` of
  * `node dist/src/cli/bin.js start` (built first if `dist` is missing), and the resident
  * set of the running agent (VmRSS from /proc, not only the V8 heap) right then.
- * - PGlite: a fresh data directory (the first start initialises the database) vs. an
- *   existing one;
+ * - PGlite: a fresh data directory (the first start creates the database: unpacked from
+ *   the template the build ships, else initdb — the note says which) vs. an existing one;
  * - Postgres (127.0.0.1:5432, db `test`): a fresh schema (migrations run) vs. an existing
  *   one (throwaway schemas, dropped afterwards);
  * - `npm start` vs. the built CLI's start, both on an existing PGlite directory.
@@ -11,7 +11,7 @@
  * (no demo tickets), on a free port, and stopped (SIGTERM, then SIGKILL after 10 s).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -45,6 +45,8 @@ interface Started {
   ms: number;
   /** VmRSS of the agent process at that moment (MiB); NaN through npm. */
   rss: number;
+  /** How a new PGlite store was made, from the agent's own lines (none: it existed). */
+  made: 'template' | 'initdb' | undefined;
 }
 
 /** Spawns `cmd args` (an agent on `port`), waits for /readyz, reads its RSS, stops it. */
@@ -88,7 +90,12 @@ async function startOnce(
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     const ms = performance.now() - t;
-    return { ms, rss: rss ? await rssMiB(child.pid!) : Number.NaN };
+    const made = /unpacked from the template/.test(output)
+      ? 'template'
+      : /initdb/.test(output)
+        ? 'initdb'
+        : undefined;
+    return { ms, rss: rss ? await rssMiB(child.pid!) : Number.NaN, made };
   } finally {
     if (child.exitCode === null && child.signalCode === null) {
       try {
@@ -162,6 +169,12 @@ export async function benchStart(options: SuiteOptions = {}): Promise<BenchRow[]
     // `paired` ran one warm-up pair first: its samples are the first of each list.
     pglite.fresh.shift();
     pglite.existing.shift();
+    // Say how the new directories were made: the shipped template, or initdb without one.
+    const template = join(repo, 'dist', 'src', 'sinks', 'pglite-template.tar.gz');
+    const fromTemplate = pglite.fresh.filter((s) => s.made === 'template').length;
+    const made = existsSync(template)
+      ? `${fromTemplate} of ${pglite.fresh.length} made from the template (${(statSync(template).size / 1048576).toFixed(1)} MB), the rest by initdb`
+      : 'no template in dist: made by initdb';
     rows.push(
       row(
         {
@@ -169,7 +182,7 @@ export async function benchStart(options: SuiteOptions = {}): Promise<BenchRow[]
           name: 'PGlite first start (fresh data dir): spawn → 200 /readyz of the built CLI',
           unit: 'ms',
           baseline: 'the same with an existing data dir',
-          note: `${rounds} rounds; each fresh directory removed after its run`,
+          note: `${rounds} rounds; each fresh directory removed after its run; ${made}`,
           target: '≤ 2×',
           check: (x) => x <= 2,
         },

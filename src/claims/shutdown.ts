@@ -1,5 +1,6 @@
 /**
- * Graceful shutdown (SPEC §6): on SIGTERM/SIGINT pause (no new claims), stop the poller,
+ * Graceful shutdown (SPEC §6, §12): on SIGTERM/SIGINT readiness drops at once (`onDrain`),
+ * the work goes on for `shutdownDelayMs`, then pause (no new claims), stop the poller,
  * wait for the held claim (bounded), stop (STOP-KORA L4/L5), flush the chain outbox,
  * exit. A second signal exits at once; the same signal repeated within a second (one Ctrl-C
  * delivered twice by the terminal and npm) is one. Nothing is installed on import.
@@ -50,6 +51,20 @@ export interface GracefulShutdownOptions {
   claimTimeoutMs?: number;
   /** Longest wait for the outbox (default 10,000 ms). */
   flushTimeoutMs?: number;
+  /**
+   * Called at once when the shutdown starts, before anything else: wire it to the status
+   * app's `probes.draining`, so `/readyz` answers 503 `shutting down` from then on. A
+   * throw is logged and ignored.
+   */
+  onDrain?: (reason: string) => void;
+  /**
+   * How long the agent goes on working after `onDrain` before it pauses (default 0 ms):
+   * time for load balancers and Kubernetes endpoints to see `/readyz` drop. Waited only
+   * when the instance is `ready` or `active` (its readiness was up).
+   */
+  shutdownDelayMs?: number;
+  /** How the delay is waited (default a `setTimeout`); tests pass a fake clock's. */
+  sleep?: (ms: number) => Promise<void>;
   logger?: Logger;
 }
 
@@ -76,6 +91,9 @@ const gracefulOptions = z.looseObject({
   holder: objectWithSchema<OperationalStateHolder>(['send'], 'must be an OperationalStateHolder'),
   claimTimeoutMs: nonNegativeNumberSchema(),
   flushTimeoutMs: nonNegativeNumberSchema(),
+  onDrain: functionSchema<(reason: string) => void>().optional(),
+  shutdownDelayMs: nonNegativeNumberSchema(),
+  sleep: functionSchema<(ms: number) => Promise<void>>(),
   logger: loggerSchema(),
 });
 
@@ -90,7 +108,13 @@ const handlerOptions = gracefulOptions.extend({
 });
 
 function gracefulDefaults(given: Record<string, unknown>) {
-  return { ...holderLogger(given), claimTimeoutMs: 30_000, flushTimeoutMs: 10_000 };
+  return {
+    ...holderLogger(given),
+    claimTimeoutMs: 30_000,
+    flushTimeoutMs: 10_000,
+    shutdownDelayMs: 0,
+    sleep: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)),
+  };
 }
 
 function handlerDefaults(given: Record<string, unknown>) {
@@ -123,7 +147,8 @@ function within(p: Promise<unknown>, ms: number): Promise<boolean> {
 }
 
 /**
- * Runs the shutdown sequence once: pause (cause `stop_kora`, trigger `STOP-KORA L1: shutdown (<reason>)`)
+ * Runs the shutdown sequence once: `onDrain` (readiness drops) → wait `shutdownDelayMs`
+ * (only from ready/active) → pause (cause `stop_kora`, trigger `STOP-KORA L1: shutdown (<reason>)`)
  * → stop the poller → wait for the held claim (≤ `claimTimeoutMs`) → `stop` (trigger
  * `STOP-KORA L5: shutdown (<reason>)`) → flush the sink (≤ `flushTimeoutMs`) and close
  * it. Never rejects; resolves with the exit code: 0, or 1 when the outbox could not be
@@ -143,6 +168,28 @@ export async function gracefulShutdown(
   const log = (level: 'error' | 'warn' | 'info', message: string, err?: unknown) =>
     report(o.logger, level, LOG_TAGS.shutdown, message, err);
   let code = 0;
+
+  // 0. Readiness drops at once; the work goes on while load balancers notice.
+  if (o.onDrain) {
+    try {
+      o.onDrain(reason);
+    } catch (err) {
+      log('warn', `shutdown (${reason}): onDrain threw: ${errorText(err)}`, err);
+    }
+  }
+  const before = holder.current.primaryState;
+  if (o.shutdownDelayMs > 0 && (before === 'ready' || before === 'active')) {
+    log(
+      'info',
+      `shutdown (${reason}): readiness dropped; claims stop in ${o.shutdownDelayMs} ms (shutdown delay)`,
+    );
+    try {
+      // Called now (not a tick later): the wait starts with the signal.
+      await o.sleep(o.shutdownDelayMs);
+    } catch (err) {
+      log('warn', `shutdown (${reason}): the shutdown delay failed: ${errorText(err)}`, err);
+    }
+  }
 
   // 1. No new claims.
   const first = holder.current.primaryState;

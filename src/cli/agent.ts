@@ -3,23 +3,27 @@
  * the boot gates, the instance, the status server, the demo ticket poller and the
  * shutdown handlers — wired in that order, torn down in reverse.
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PGlite } from '@electric-sql/pglite';
-import { bootOpstate, type Gate } from '../boot.js';
+import { type BootSummary, bootOpstate, type Gate } from '../boot.js';
 import { resolveChainKey } from '../chainKey.js';
 import { createClaimCoordinator } from '../claims/coordinator.js';
 import { createTicketPoller } from '../claims/poller.js';
 import { installShutdownHandlers } from '../claims/shutdown.js';
 import { createPostgresTicketSource } from '../claims/sources/postgres.js';
 import type { NewTicket } from '../claims/types.js';
+import { agentFleet } from '../fleet/agent.js';
+import { agentControl } from '../fleet/controlAgent.js';
+import { packageVersion } from '../fleet/version.js';
 import { createOpstate, type TransitionRecord } from '../holder.js';
 import { type RunningStatusServer, startStatusServer } from '../http/node.js';
 import { createLocalInspector, type LocalInspector } from '../inspect.js';
 import { errorText, LOG_TAGS, type Logger, report } from '../logger.js';
 import { readPersistingPause } from '../restore.js';
 import { MIGRATIONS } from '../sinks/migrations.js';
+import { openPglite } from '../sinks/pgliteTemplate.js';
+import { yieldingPglite } from '../sinks/pgliteYield.js';
 import type { SqlSession } from '../sinks/sql.js';
 import { quote } from '../vocabulary.js';
 import type { CliIo } from './command.js';
@@ -43,6 +47,7 @@ export interface Settings {
   token: string | undefined;
   inspect: boolean;
   inspectPort: number;
+  inspectorUrl: string | undefined;
   store: ReturnType<typeof resolveStore>;
   workspace: string;
   dataDir: string;
@@ -55,6 +60,7 @@ export interface Settings {
   workMs: number;
   leaseMs: number;
   bootRetryMs: number;
+  shutdownDelayMs: number;
 }
 
 /** One transition as one log line. */
@@ -108,11 +114,9 @@ export async function runAgent(s: Settings, io: CliIo): Promise<number> {
         throw new Error('the embedded store is not open yet (the event_store gate opens it)');
       return pglite;
     };
-    const session: SqlSession = pool ?? {
-      query: (text, params) => embedded().query(text, params),
-      exec: (text) => embedded().exec(text),
-      transaction: (fn) => embedded().transaction((tx) => fn(tx)),
-    };
+    // PGlite queries settle as microtasks: without a turn of the event loop before each,
+    // a loop of them (the demo queue filled, the outbox draining) starves /livez.
+    const session: SqlSession = pool ?? yieldingPglite(embedded);
     // The chain key (SPEC §10): never in the database; generated on first start.
     const chainKey = await resolveChainKey({
       env: io.env,
@@ -148,6 +152,7 @@ export async function runAgent(s: Settings, io: CliIo): Promise<number> {
 
     let refusal: StoreFault | undefined;
     let storeOpen = false;
+    let opened = () => {}; // the boot runs after it is set: the fleet registers then
     const gates: Gate[] = [
       {
         id: 'event_store',
@@ -156,14 +161,13 @@ export async function runAgent(s: Settings, io: CliIo): Promise<number> {
         timeoutMs: 60_000,
         check: async () => {
           if (store.kind === 'pglite' && !pglite) {
-            // Loaded here: the WebAssembly build is large and Postgres users never need it.
-            const { PGlite } = await import('@electric-sql/pglite');
-            await mkdir(join(store.dir, 'pglite'), { recursive: true });
-            pglite = await PGlite.create(join(store.dir, 'pglite'));
+            // A new directory is unpacked from the package's template, not initdb-ed.
+            pglite = (await openPglite(join(store.dir, 'pglite'), { logger })).db;
           }
           try {
             await sink.start();
             storeOpen = true;
+            opened();
           } catch (err) {
             // Refused (password, database, permission): the same answer on every retry.
             refusal = store.kind === 'postgres' ? storeFault(err, store.url) : undefined;
@@ -220,7 +224,7 @@ export async function runAgent(s: Settings, io: CliIo): Promise<number> {
 
     let inspector: LocalInspector | undefined;
     if (s.inspect) {
-      inspector = createLocalInspector({ port: s.inspectPort, logger });
+      inspector = createLocalInspector({ port: s.inspectPort, logger, uiUrl: s.inspectorUrl });
       const addr = await inspector.start();
       cleanups.push(() => inspector!.stop());
       say(`${TAG} inspector  ${addr.url}  (WebSocket ${addr.wsUrl})`);
@@ -238,46 +242,7 @@ export async function runAgent(s: Settings, io: CliIo): Promise<number> {
     });
     holder.addListener((_old, _next, record) => say(transitionLine(record)), {
       name: 'kora-opstate.log',
-    });
-
-    // The panel first, so booting and gate retries are visible too.
-    let status: RunningStatusServer;
-    try {
-      status = await startStatusServer({
-        host: s.host,
-        port: s.port,
-        opstate: holder,
-        logger,
-        title: `kora-opstate · ${s.workspace}`,
-        allowedHosts: s.allowedHosts,
-        // The CLI owns its process: the node server's lighter Request/Response (~2× req/s).
-        overrideGlobalObjects: true,
-        ...(s.token ? { operatorToken: s.token } : {}),
-      });
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EADDRINUSE') {
-        throw new Error(`${s.host}:${s.port} is in use; pass another --port (0 picks a free one)`);
-      }
-      throw err;
-    }
-    cleanups.push(() => status.close());
-    await lock?.update(status.url);
-    say(
-      `${TAG} store      ${store.label} (workspace ${quote(s.workspace)}, agent ${quote(s.agentId)}, instance ${quote(s.instanceId)})`,
-    );
-    say(`${TAG} panel      ${status.url}/`);
-    say(
-      s.token
-        ? `${TAG} operator   POST ${status.url}/api/operational-state/transitions (Bearer token)`
-        : `${TAG} operator   transitions over HTTP are off (pass --operator-token to enable)`,
-    );
-
-    const booted = bootOpstate(holder, {
-      gates,
-      logger,
-      retry: { initialDelayMs: s.bootRetryMs },
-      restore: () => readPersistingPause(sink, s.agentId),
+      requestsTransitions: false,
     });
 
     const coordinator = createClaimCoordinator({ holder, logger });
@@ -292,6 +257,57 @@ export async function runAgent(s: Settings, io: CliIo): Promise<number> {
       handle: async (_ticket, { signal }) => {
         if (s.workMs > 0) await sleep(s.workMs, undefined, { signal });
       },
+    });
+
+    // The panel first, so booting and gate retries are visible too.
+    let booted: Promise<BootSummary> | undefined; // the panel's boot gates, once it ran
+    const fleet = agentFleet(holder, pool, s, logger, io.env);
+    let status: RunningStatusServer;
+    let draining = false; // set at the signal: /readyz drops before the shutdown delay
+    try {
+      status = await startStatusServer({
+        host: s.host,
+        port: s.port,
+        opstate: holder,
+        logger,
+        title: `kora-opstate · ${s.workspace}`,
+        allowedHosts: s.allowedHosts,
+        fleet,
+        probes: { draining: () => draining },
+        ...{ agent: { version: packageVersion() }, coordinator, poller, queue: source },
+        boot: () => booted,
+        // The CLI owns its process: the node server's lighter Request/Response (~2× req/s).
+        overrideGlobalObjects: true,
+        ...(s.token ? { operatorToken: s.token } : {}),
+      });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') {
+        throw new Error(`${s.host}:${s.port} is in use; pass another --port (0 picks a free one)`);
+      }
+      throw err;
+    }
+    cleanups.push(() => status.close());
+    inspector?.showLocalView(`${status.url}/inspector`);
+    // The fleet registers once the store is migrated, then on each transition and heartbeat.
+    opened = () => void fleet.start({ url: status.url });
+    cleanups.push(() => fleet.stop());
+    await lock?.update(status.url);
+    say(
+      `${TAG} store      ${store.label} (workspace ${quote(s.workspace)}, agent ${quote(s.agentId)}, instance ${quote(s.instanceId)})`,
+    );
+    say(`${TAG} panel      ${status.url}/`);
+    say(
+      s.token
+        ? `${TAG} operator   POST ${status.url}/api/operational-state/transitions (Bearer token)`
+        : `${TAG} operator   transitions over HTTP are off (pass --operator-token to enable)`,
+    );
+
+    booted = bootOpstate(holder, {
+      gates,
+      logger,
+      retry: { initialDelayMs: s.bootRetryMs },
+      restore: () => readPersistingPause(sink, s.agentId),
     });
 
     let feeder: ReturnType<typeof setInterval> | undefined;
@@ -311,6 +327,10 @@ export async function runAgent(s: Settings, io: CliIo): Promise<number> {
       sink,
       logger,
       claimTimeoutMs: Math.max(30_000, s.workMs * 2),
+      shutdownDelayMs: s.shutdownDelayMs,
+      onDrain: () => {
+        draining = true;
+      },
       exit: (code) => {
         // 128+n is the second signal: no waiting for anything.
         if (code >= 128) process.exit(code);
@@ -359,6 +379,10 @@ export async function runAgent(s: Settings, io: CliIo): Promise<number> {
       );
     }
     poller.start();
+    // Fleet control (Postgres): `kora-opstate control` commands, each applied once.
+    const control = agentControl(holder, pool, store, s, chainKey.key, logger);
+    if (control) cleanups.push(() => control.stop());
+    await control?.start();
     if (s.ticketEveryMs > 0) {
       feeder = setInterval(() => {
         source.enqueue(demoTickets(1)).catch((err) => {

@@ -1,5 +1,6 @@
 /**
- * The `kora-opstate` command line: `start`, `table`, `diagram`, `verify-chain`, `events`.
+ * The `kora-opstate` command line: `start`, `table`, `diagram`, `verify-chain`, `events`,
+ * `fleet`, `control`.
  * Argument parsing is `node:util` `parseArgs` (strict): a bad flag or value is exit code 2
  * with one line naming it (the flag, or the environment variable it came from) and a
  * pointer to `--help`.
@@ -19,6 +20,8 @@ const commands = new Map<string, () => Promise<Command>>([
   ['diagram', async () => (await import('./table.js')).diagramCommand],
   ['verify-chain', async () => (await import('./chain.js')).verifyChainCommand],
   ['events', async () => (await import('./chain.js')).eventsCommand],
+  ['fleet', async () => (await import('./fleet.js')).fleetCommand],
+  ['control', async () => (await import('./control.js')).controlCommand],
 ]);
 
 const SUMMARIES: Record<string, string> = {
@@ -27,6 +30,8 @@ const SUMMARIES: Record<string, string> = {
   diagram: 'print the statechart (Mermaid, or SVG with --format svg)',
   'verify-chain': "recompute a workspace's hash chain; exit 1 and name the first broken link",
   events: 'print the newest chain events (--follow to keep printing)',
+  fleet: 'show every agent of the workspace: state, reasons, last transition, live or gone',
+  control: 'pause, reset, credit-refresh or stop one agent or all, through Postgres',
 };
 
 function topHelp(): string {

@@ -36,6 +36,9 @@ Options:
                            and require it for GET …/chain/verify (env KORA_OPERATOR_TOKEN)
   --inspect                serve the Stately inspector bridge for the holder's actor
   --inspect-port N         its port (default 0 = any free port)
+  --inspector-url URL      the Stately inspector UI its page embeds (default the hosted
+                           https://stately.ai/inspect; env KORA_INSPECTOR_URL): a self-hosted
+                           copy works offline, as does the panel's own /inspector view
 ${STORE_USAGE}
   --chain-key-file F       the chain key (default: env KORA_CHAIN_KEY, else <data-dir>/chain.key,
                            generated on first start with mode 0600; agents of a workspace share it)
@@ -48,6 +51,8 @@ ${STORE_USAGE}
   --work-ms MS             how long each demo ticket's work takes (default 1500)
   --lease-ms MS            ticket lease length (default 30000)
   --boot-retry-ms MS       first backoff of a transient boot gate, doubling (default 2000)
+  --shutdown-delay-ms MS   on SIGTERM/SIGINT /readyz drops at once; claims stop MS later
+                           (default 0; time for load balancers to see the drop)
   -h, --help               this help`,
   options: {
     port: { type: 'string' },
@@ -56,6 +61,7 @@ ${STORE_USAGE}
     'operator-token': { type: 'string' },
     inspect: { type: 'boolean' },
     'inspect-port': { type: 'string', default: '0' },
+    'inspector-url': { type: 'string' },
     ...STORE_OPTIONS,
     'chain-key-file': { type: 'string' },
     'agent-id': { type: 'string' },
@@ -65,6 +71,7 @@ ${STORE_USAGE}
     'work-ms': { type: 'string', default: '1500' },
     'lease-ms': { type: 'string', default: '30000' },
     'boot-retry-ms': { type: 'string', default: '2000' },
+    'shutdown-delay-ms': { type: 'string', default: '0' },
   },
   async run(values, positionals, io) {
     if (positionals.length) {
@@ -85,6 +92,7 @@ ${STORE_USAGE}
       token: token || undefined,
       inspect: Boolean(values.inspect),
       inspectPort: intFlag('inspect-port', values['inspect-port'], 0, 65_535),
+      inspectorUrl: parseInspectorUrl(values, io.env.KORA_INSPECTOR_URL),
       store: resolveStore(values, io),
       workspace: resolveWorkspace(values, io),
       dataDir: resolveDataDir(values, io),
@@ -100,6 +108,7 @@ ${STORE_USAGE}
       workMs: intFlag('work-ms', values['work-ms'], 0, 3_600_000),
       leaseMs: intFlag('lease-ms', values['lease-ms'], 1000, 3_600_000),
       bootRetryMs: intFlag('boot-retry-ms', values['boot-retry-ms'], 1, 600_000),
+      shutdownDelayMs: intFlag('shutdown-delay-ms', values['shutdown-delay-ms'], 0, 600_000),
     };
     if (settings.instanceId.trim() === '') {
       throw new UsageError(`invalid --instance-id ${quote(settings.instanceId)}: empty`);
@@ -126,6 +135,33 @@ function parseAllowedHosts(flags: unknown, env: string | undefined): string[] {
     );
   }
   return list;
+}
+
+/**
+ * `--inspector-url`, else `KORA_INSPECTOR_URL`: an http(s) URL. The flag needs `--inspect`
+ * (the variable is only a default, ignored without it).
+ */
+function parseInspectorUrl(
+  values: Record<string, unknown>,
+  env: string | undefined,
+): string | undefined {
+  const flag = values['inspector-url'] as string | undefined;
+  if (flag !== undefined && !values.inspect) {
+    throw new UsageError('--inspector-url needs --inspect (it is the page the bridge embeds)');
+  }
+  const url = flag ?? (env || undefined);
+  if (url === undefined) return undefined;
+  let ok = false;
+  try {
+    ok = ['http:', 'https:'].includes(new URL(url).protocol);
+  } catch {}
+  if (!ok) {
+    const from = flag !== undefined ? '--inspector-url' : 'KORA_INSPECTOR_URL';
+    throw new UsageError(
+      `invalid ${from} ${quote(url)}: expected an http(s) URL of a Stately inspector (e.g. http://127.0.0.1:3000/inspect)`,
+    );
+  }
+  return url;
 }
 
 /** `--agent-id`, else `KORA_AGENT_ID`: a usage error naming where the bad value came from. */

@@ -15,6 +15,8 @@ import { closedGuard, hostGuard, methodNotAllowed } from './middleware.js';
 import { resolveStatusOptions, type StatusAppOptions } from './options.js';
 import { HTTP_LOG_TAG, json } from './respond.js';
 import { chainRoutes } from './routes/chain.js';
+import { fleetRoutes } from './routes/fleet.js';
+import { inspectorRoutes } from './routes/inspector.js';
 import { operatorRoutes } from './routes/operator.js';
 import { statusRoutes } from './routes/status.js';
 import { streamHandler } from './stream.js';
@@ -42,7 +44,10 @@ export interface StatusApp {
  * Routes: `GET /` (panel), `GET /api/operational-state`, `GET /api/operational-state/history?limit=N`,
  * `GET /api/operational-state/stream` (SSE), `POST /api/operational-state/transitions`
  * (operator; needs `operatorToken`), `GET /api/operational-state/chain[/verify]` (with a
- * durable sink), `GET /livez`, `GET /readyz`, `GET /metrics`. A request for a Host it does
+ * durable sink), `GET /livez`, `GET /readyz`, `GET /startupz` (each with `?verbose`),
+ * `GET /metrics`, `GET /api/fleet` and the
+ * `GET /fleet` page (the `fleet` option), `GET /api/inspector` and the offline inspector
+ * page `GET /inspector`. A request for a Host it does
  * not serve (see `allowedHosts`) is 421, except the probes.
  *
  * @example
@@ -66,6 +71,8 @@ export function createStatusApp(options: StatusAppOptions = {}): StatusApp {
   app.get('/api/operational-state/stream', streamHandler(core));
   operatorRoutes(app, core);
   chainRoutes(app, core);
+  fleetRoutes(app, core);
+  inspectorRoutes(app, core);
 
   // A path served with other methods is 405 naming them (GET routes answer HEAD too);
   // found here rather than by a catch-all per route, which every request would match.

@@ -5,6 +5,8 @@
  */
 import { OperationalStateHolder } from '../holder.js';
 import type { Logger } from '../logger.js';
+import { type Cockpit, createCockpit } from './cockpit.js';
+import { createInspectorLog, type InspectorLog } from './inspectorLog.js';
 import { createStatusMetrics, type StatusMetrics } from './metrics.js';
 import { type BearerCheck, bearerCheck } from './middleware.js';
 import { hasStats, invalid, type ResolvedStatusOptions } from './options.js';
@@ -31,6 +33,8 @@ export interface StatusCore {
   readonly bearer: BearerCheck;
   readonly streams: Set<OpenStream>;
   readonly metrics: StatusMetrics;
+  /** The actor's recent steps for the offline inspector (`GET /api/inspector`). */
+  readonly inspector: InspectorLog;
   /**
    * The holder, or undefined before it exists. A given holder is returned as is; without
    * one, the source is asked on each call until it returns a holder, which is then kept.
@@ -49,6 +53,8 @@ export interface StatusCore {
   statusJson(): string;
   /** {@link statusJson} encoded, the same bytes until the text changes. */
   statusBody(): Uint8Array;
+  /** Records a finished chain verification: the cockpit's `chain_store.last_verify`. */
+  verified: Cockpit['verified'];
   readonly closed: boolean;
   /** Ends the streams, removes the holder listener and the metrics. Idempotent. */
   close(): void;
@@ -87,7 +93,10 @@ export function createStatusCore(options: ResolvedStatusOptions): StatusCore {
       metrics.follow(h);
       unfollow = h.addListener((_old, _next, record) => metrics.record(record), {
         name: 'kora.operational_state.http.metrics',
+        requestsTransitions: false,
       });
+      untime = cockpit.follow(h);
+      unfollowSteps = inspector.follow(h);
     }
     return h;
   }
@@ -103,6 +112,10 @@ export function createStatusCore(options: ResolvedStatusOptions): StatusCore {
   }
 
   const chain = () => chainHealth(emitter(), sink());
+  const cockpit = createCockpit(options.cockpit, sink, options.operatorToken !== undefined);
+  let untime: (() => void) | undefined;
+  const inspector = createInspectorLog(options.inspectorSteps, options.cockpit.now, logger);
+  let unfollowSteps: (() => void) | undefined;
 
   // The payload changes on a commit (every commit swaps `holder.current` for a new frozen
   // object: its identity keys the serialized state) and when the chain counters move (they
@@ -112,6 +125,7 @@ export function createStatusCore(options: ResolvedStatusOptions): StatusCore {
   let stateFor: OperationalStateHolder['current'] | undefined;
   let stateJson = '';
   let chainJson: string | undefined;
+  let extraJson = '';
   let cachedJson = JSON.stringify(STUB_STATUS);
   let bodyFor: string | undefined;
   let body = new Uint8Array();
@@ -126,14 +140,18 @@ export function createStatusCore(options: ResolvedStatusOptions): StatusCore {
     const current = h.current;
     const c = chain();
     const cj = c ? JSON.stringify(c) : undefined;
-    if (stub || current !== stateFor || cj !== chainJson) {
+    // The cockpit's keys (only with its options) move on their own too: compared likewise.
+    const xj = cockpit.json(h);
+    if (stub || current !== stateFor || cj !== chainJson || xj !== extraJson) {
       if (stub || current !== stateFor) {
         stateJson = JSON.stringify(statusOf(h));
         stateFor = current;
       }
       stub = false;
       chainJson = cj;
-      cachedJson = cj === undefined ? stateJson : `${stateJson.slice(0, -1)},"chain":${cj}}`;
+      extraJson = xj;
+      const chainPart = cj === undefined ? '' : `,"chain":${cj}`;
+      cachedJson = chainPart || xj ? `${stateJson.slice(0, -1)}${chainPart}${xj}}` : stateJson;
     }
     return cachedJson;
   }
@@ -161,12 +179,14 @@ export function createStatusCore(options: ResolvedStatusOptions): StatusCore {
     bearer: bearerCheck(options.operatorToken),
     streams,
     metrics,
+    inspector,
     holder,
     sink,
     emitter,
     chain,
     statusJson,
     statusBody,
+    verified: cockpit.verified,
     get closed() {
       return closed;
     },
@@ -177,6 +197,10 @@ export function createStatusCore(options: ResolvedStatusOptions): StatusCore {
       streams.clear();
       unfollow?.();
       unfollow = undefined;
+      untime?.();
+      untime = undefined;
+      unfollowSteps?.();
+      unfollowSteps = undefined;
       metrics.remove();
     },
   };

@@ -4,14 +4,21 @@
  * {@link OperationalStateInputError} quoting it.
  */
 import { Registry } from 'prom-client';
+import type { FleetSource } from '../fleet/types.js';
 import { getHolder, OperationalStateHolder } from '../holder.js';
 import type { Logger } from '../logger.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
+import { type CockpitOptions, type CockpitSources, resolveCockpit } from './cockpitOptions.js';
 import { createHostCheck, type HostCheck } from './hosts.js';
+import { type ProbeOptions, type ResolvedProbeOptions, resolveProbeOptions } from './probes.js';
 import type { EmitterLike, SinkLike } from './status.js';
 
-/** Options of `createStatusApp` / `createStatusHandler`; all optional. */
-export interface StatusAppOptions {
+/**
+ * Options of `createStatusApp` / `createStatusHandler`; all optional. The cockpit's
+ * (`agent`, `coordinator`, `poller`, `queue`, `boot`, `now`: see {@link CockpitOptions})
+ * add the panel's keys to the status payload.
+ */
+export interface StatusAppOptions extends CockpitOptions {
   /**
    * The instance to serve (what `createOpstate()` returns). Its `sink` and `chain` (the
    * emit listener), when it has them (duck-typed: anything with a `stats` object),
@@ -60,6 +67,21 @@ export interface StatusAppOptions {
    * one at a time, and requests that arrive meanwhile share the running one.
    */
   verifyCacheMs?: number;
+  /**
+   * Where `GET /api/fleet` and the `/fleet` page read the fleet: a registry on a shared
+   * Postgres (`createFleetRegistry`). Default: the served instance alone.
+   */
+  fleet?: FleetSource;
+  /**
+   * The probes' status codes (`successStatus`, default 200; `failureStatus`, default 503)
+   * and the `draining` flag that fails `/readyz` once the process shuts down.
+   */
+  probes?: ProbeOptions;
+  /**
+   * Steps of the actor the offline inspector (`GET /inspector`, `GET /api/inspector`)
+   * keeps, the newest (default 500; 1–10000).
+   */
+  inspectorSteps?: number;
 }
 
 /** The seed's name of {@link StatusAppOptions}. */
@@ -79,6 +101,10 @@ export interface ResolvedStatusOptions {
   readonly title: string;
   readonly hosts: HostCheck;
   readonly verifyCacheMs: number;
+  readonly cockpit: CockpitSources;
+  readonly fleet: FleetSource | undefined;
+  readonly probes: ResolvedProbeOptions;
+  readonly inspectorSteps: number;
 }
 
 /** @internal */
@@ -181,6 +207,14 @@ export function resolveStatusOptions(options: StatusAppOptions): ResolvedStatusO
   if (!Number.isInteger(verifyCacheMs) || verifyCacheMs < 0 || verifyCacheMs > 86_400_000) {
     throw invalid('verifyCacheMs', verifyCacheMs, 'an integer from 0 to 86400000 (ms)');
   }
+  const fleet = options.fleet;
+  if (fleet !== undefined && typeof (fleet as Partial<FleetSource> | null)?.list !== 'function') {
+    throw invalid('fleet', fleet, 'a fleet source (createFleetRegistry) with a list() method');
+  }
+  const inspectorSteps = options.inspectorSteps ?? 500;
+  if (!Number.isInteger(inspectorSteps) || inspectorSteps < 1 || inspectorSteps > 10_000) {
+    throw invalid('inspectorSteps', inspectorSteps, 'an integer from 1 to 10000');
+  }
   return {
     holder,
     sink,
@@ -192,5 +226,9 @@ export function resolveStatusOptions(options: StatusAppOptions): ResolvedStatusO
     title,
     hosts: createHostCheck(options.allowedHosts ?? []),
     verifyCacheMs,
+    cockpit: resolveCockpit(options),
+    fleet,
+    probes: resolveProbeOptions(options.probes),
+    inspectorSteps,
   };
 }

@@ -7,8 +7,8 @@
  * message of `GET /api/operational-state/stream`: one rendering path, in the browser.
  */
 import { TRANSITION_TABLE } from '../table.js';
-import { panelFile } from './panel/assets.js';
-import { escapeHtml, scriptJson } from './panel/escape.js';
+import { type PanelFile, panelFile } from './panel/assets.js';
+import { escapeHtml, scriptJson, scriptJsonText } from './panel/escape.js';
 import { panelStatechartSvg } from './panel/statechart.js';
 import type { StatusPayload } from './status.js';
 
@@ -22,6 +22,9 @@ export interface PanelOptions {
   /** The page title's prefix (default `kora-opstate`). */
   title?: string;
 }
+
+/** The client's files, in the order they run. */
+const CLIENT: readonly PanelFile[] = ['cards.js', 'cockpit.js', 'panel.js'];
 
 /** The slots `panel.html` has per request; every other `{{slot}}` is filled once. */
 type RequestSlot = 'nonce' | 'title' | 'status';
@@ -49,10 +52,13 @@ function pageTemplate(): readonly string[] {
   if (template) return template;
   const once: Record<string, () => string> = {
     css: () => `${panelFile('panel.css')}\n${panelFile('statechart.css')}`,
-    js: () => panelFile('panel.js'),
+    // One script: the cockpit first (panel.js hands it each status it draws).
+    js: () => CLIENT.map((f) => panelFile(f)).join('\n'),
     statechart: panelStatechartSvg,
     rows: () =>
-      scriptJson(TRANSITION_TABLE.map((r) => ({ row: r.row, from: r.from, event: r.event }))),
+      scriptJson(
+        TRANSITION_TABLE.map((r) => ({ row: r.row, from: r.from, to: r.to, event: r.event })),
+      ),
   };
   const parts = panelFile('panel.html').split(/\{\{(\w+)\}\}/);
   const out = [parts[0]!];
@@ -78,16 +84,17 @@ function pageTemplate(): readonly string[] {
 }
 
 /**
- * The panel page for `status`: the status goes in as JSON, and the page's script draws it.
+ * The panel page for `status` (a payload, or its JSON text as the app serves it): the
+ * status goes in as JSON, and the page's script draws it.
  *
  * @example
  * new Response(renderPanel(statusOf(opstate), { nonce }), { headers: { 'content-type': 'text/html' } });
  */
-export function renderPanel(status: StatusPayload, options: PanelOptions = {}): string {
+export function renderPanel(status: StatusPayload | string, options: PanelOptions = {}): string {
   const values: Record<RequestSlot, string> = {
     nonce: escapeHtml(options.nonce ?? ''),
     title: escapeHtml(options.title ?? 'kora-opstate'),
-    status: scriptJson(status),
+    status: typeof status === 'string' ? scriptJsonText(status) : scriptJson(status),
   };
   return pageTemplate()
     .map((part, i) => (i % 2 === 0 ? part : values[part as RequestSlot]))

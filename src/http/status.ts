@@ -12,6 +12,7 @@ import {
   PRIMARY_STATES,
   type PrimaryState,
 } from '../vocabulary.js';
+import type { AgentPayload, BootPayload, ChainStorePayload, ClaimsPayload } from './cockpit.js';
 
 /** The `error` of the stub payload served before the holder exists. */
 export const HOLDER_NOT_INITIALIZED = 'OperationalStateHolder not yet initialized';
@@ -60,6 +61,13 @@ export interface StatusPayload {
   readonly transition_history: readonly TransitionRecord[];
   readonly valid_next_states: readonly ValidNextState[];
   readonly chain?: ChainHealth;
+  /** The cockpit's keys (see `./cockpit.ts`): each only when the app was given its source. */
+  readonly agent?: AgentPayload;
+  readonly claims?: ClaimsPayload;
+  readonly boot?: BootPayload;
+  readonly chain_store?: ChainStorePayload;
+  /** The millisecond time of each record of `transition_history` this app saw commit, by seq. */
+  readonly history_times?: Readonly<Record<string, string>>;
   readonly stub?: true;
   readonly error?: string;
 }

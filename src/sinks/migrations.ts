@@ -6,6 +6,8 @@
  */
 import { ASYNC_COMMIT } from './migrations/asyncCommit.js';
 import { EVENT_LOG } from './migrations/eventLog.js';
+import { FLEET_AGENTS } from './migrations/fleetAgents.js';
+import { FLEET_COMMANDS } from './migrations/fleetCommands.js';
 import { KEYED_CHAIN } from './migrations/keyedChain.js';
 import { TICKETS } from './migrations/tickets.js';
 import { MIGRATION_LOCK_CLASS, type SqlSession } from './sql.js';
@@ -21,13 +23,15 @@ export interface Migration {
  * The migrations, in order. Append-only: later features add entries with higher versions.
  *
  * @example
- * MIGRATIONS.map((m) => `${m.version} ${m.name}`); // ['1 event_log', '2 tickets', '3 keyed_chain', '4 async_commit']
+ * MIGRATIONS.map((m) => `${m.version} ${m.name}`); // ['1 event_log', '2 tickets', '3 keyed_chain', '4 async_commit', '5 fleet_agents', …]
  */
 export const MIGRATIONS: Migration[] = [
   { version: 1, name: 'event_log', sql: EVENT_LOG },
   { version: 2, name: 'tickets', sql: TICKETS },
   { version: 3, name: 'keyed_chain', sql: KEYED_CHAIN },
   { version: 4, name: 'async_commit', sql: ASYNC_COMMIT },
+  { version: 5, name: 'fleet_agents', sql: FLEET_AGENTS },
+  { version: 6, name: 'fleet_commands', sql: FLEET_COMMANDS },
 ];
 
 export interface ApplyMigrationsOptions {

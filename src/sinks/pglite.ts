@@ -2,26 +2,34 @@
  * The PGlite sink, the embedded default: the same SQL as Postgres, in-process, persisted
  * in a directory — zero setup. One process per data directory.
  */
-import { mkdir } from 'node:fs/promises';
 import type { PGlite } from '@electric-sql/pglite';
 import { LOG_TAGS } from '../logger.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
 import type { PgliteLike } from './drivers.js';
 import { type DurableChainSink, type DurableSinkOptions, SqlEventSink } from './durable.js';
+import { checkTemplateOption, openPglite } from './pgliteTemplate.js';
+import { yieldingPglite } from './pgliteYield.js';
 
 export interface PgliteSinkOptions extends DurableSinkOptions {
   /** The database directory (default `./.kora-opstate/pglite`; `memory://` keeps it in memory). */
   dataDir?: string;
   /** An open `PGlite` to use instead; the sink never closes it. */
   db?: PgliteLike;
+  /**
+   * The data-directory template a new `dataDir` is unpacked from instead of running
+   * `initdb` (default: the one the package ships; `false`: always `initdb`). A missing or
+   * damaged template falls back to `initdb` with a warning.
+   */
+  template?: string | false;
 }
 
 /** Where the embedded event log lives by default. */
 export const DEFAULT_PGLITE_DIR = './.kora-opstate/pglite';
 
 /**
- * Creates the PGlite sink. `start()` opens (or creates) the directory and applies the
- * migrations; `close()` closes the database it opened. Left open, it holds the process
+ * Creates the PGlite sink. `start()` opens the directory (a new one is unpacked from the
+ * package's pre-initialised template, not `initdb`-ed) and applies the migrations;
+ * `close()` closes the database it opened. Left open, it holds the process
  * up to ~10 s after its last write (the embedded Postgres's idle statistics timer).
  *
  * @example
@@ -46,6 +54,7 @@ export function createPgliteSink(options: PgliteSinkOptions = {}): DurableChainS
       `dataDir must be a non-empty path, got ${quote(dataDir)}`,
     );
   }
+  checkTemplateOption(options.template);
   let db: PgliteLike | undefined;
   let owned: PGlite | undefined;
   return new SqlEventSink(
@@ -54,13 +63,15 @@ export function createPgliteSink(options: PgliteSinkOptions = {}): DurableChainS
       async open() {
         if (!db) {
           if (given) {
-            db = given;
+            db = yieldingPglite(given);
           } else {
-            if (!dataDir.includes('://')) await mkdir(dataDir, { recursive: true });
-            // Loaded on first use: the WebAssembly build is large and Postgres users never need it.
-            const { PGlite } = await import('@electric-sql/pglite');
-            owned = await PGlite.create(dataDir);
-            db = owned;
+            owned = (
+              await openPglite(dataDir, {
+                logger: options.logger ?? console,
+                ...(options.template === undefined ? {} : { template: options.template }),
+              })
+            ).db;
+            db = yieldingPglite(owned);
           }
         }
         return db;

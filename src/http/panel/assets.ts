@@ -8,7 +8,14 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /** The files `npm run build` must copy next to this module. */
-export const PANEL_FILES = ['panel.html', 'panel.css', 'panel.js', 'statechart.css'] as const;
+export const PANEL_FILES = [
+  'panel.html',
+  'panel.css',
+  'panel.js',
+  'cockpit.js',
+  'cards.js',
+  'statechart.css',
+] as const;
 export type PanelFile = (typeof PANEL_FILES)[number];
 
 const cache = new Map<PanelFile, string>();

@@ -26,7 +26,17 @@ export function escapeHtml(value: unknown): string {
  * scriptJson({ t: '</script>' }); // '{"t":"\\u003c/script>"}'
  */
 export function scriptJson(value: unknown): string {
-  return JSON.stringify(value)
+  return scriptJsonText(JSON.stringify(value));
+}
+
+/**
+ * {@link scriptJson} for JSON already serialized (the app's cached status text).
+ *
+ * @example
+ * scriptJsonText('{"t":"</script>"}'); // '{"t":"\\u003c/script>"}'
+ */
+export function scriptJsonText(json: string): string {
+  return json
     .replace(/</g, '\\u003c')
     .replace(/\u2028/g, '\\u2028')
     .replace(/\u2029/g, '\\u2029');

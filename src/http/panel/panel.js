@@ -4,11 +4,13 @@
 // message of the event stream makes the next status (a `snapshot` is one; a `change` is
 // the previous status with its record appended and its state fields) and renders it, so
 // a live update and a fresh load cannot disagree. Builds DOM with textContent only (never innerHTML): nothing from
-// the payload is parsed as markup.
+// the payload is parsed as markup. The cockpit (cockpit.js, inlined before this file) draws
+// the controls and the agent's keys from the same status, and polls the payload for what
+// moves without a transition (the queue, the chain head).
 (() => {
   const $ = (id) => document.getElementById(id);
   const data = (id) => JSON.parse($(id).textContent);
-  /** [{ row, from, event }] of the §9.1 table: the row number of a next transition. */
+  /** [{ row, from, to, event }] of the §9.1 table: the row number of a next transition. */
   const ROWS = data('panel-rows');
   const TITLE = document.body.getAttribute('data-title');
 
@@ -98,9 +100,22 @@
     fill($('next-body'), rows, 6, 'none');
   }
 
+  // History: filtered by event and by state (either end), paged, newest first.
+  const PAGE = 20;
+  const view = { event: '', state: '', page: 0 };
+  const times = (s) => s.history_times || {};
   function history(s) {
-    const rows = s.transition_history
-      .slice()
+    const all = s.transition_history.filter(
+      (r) =>
+        (!view.event || r.event === view.event) &&
+        (!view.state || r.from_state === view.state || r.to_state === view.state),
+    );
+    const pages = Math.max(1, Math.ceil(all.length / PAGE));
+    view.page = Math.min(view.page, pages - 1);
+    const newest = all.length - view.page * PAGE;
+    const ms = times(s);
+    const rows = all
+      .slice(Math.max(0, newest - PAGE), newest)
       .reverse()
       .map((r) => {
         const event = [el('code', '', r.event)];
@@ -110,7 +125,7 @@
           : el('span', 'muted', '\u2014');
         return [
           td('num', String(r.seq)),
-          td('time', r.timestamp),
+          td('time', ms[r.seq] || r.timestamp),
           td('transition', [pill(r.from_state), ' \u2192 ', pill(r.to_state)]),
           td('', event),
           td('trigger', r.trigger),
@@ -118,7 +133,13 @@
           td('', reasons),
         ];
       });
-    fill($('history-body'), rows, 7, 'no transitions yet');
+    const filtered = view.event || view.state;
+    fill($('history-body'), rows, 7, filtered ? 'no transition matches' : 'no transitions yet');
+    $('page-info').textContent = all.length
+      ? `${all.length - newest + 1}\u2013${all.length - newest + rows.length} of ${all.length}`
+      : '';
+    $('page-prev').disabled = view.page === 0;
+    $('page-next').disabled = view.page >= pages - 1;
   }
 
   let shown = null;
@@ -138,24 +159,69 @@
     statechart(s.primary_state);
     nextTransitions(s);
     history(s);
+    Cockpit.render(s);
     const updates = Number(document.body.getAttribute('data-updates') || '0') + 1;
     document.body.setAttribute('data-updates', String(updates));
   }
 
   let status = data('panel-status');
+  for (const [id, values] of [
+    ['filter-event', [...new Set(ROWS.map((r) => r.event))].sort()],
+    ['filter-state', [...new Set(ROWS.flatMap((r) => [r.from, r.to]))]],
+  ]) {
+    for (const v of values) {
+      const o = el('option', '', v);
+      o.value = v;
+      $(id).append(o);
+    }
+  }
+  const redraw = () => history(status);
+  $('filter-event').onchange = (e) => {
+    view.event = e.target.value;
+    view.page = 0;
+    redraw();
+  };
+  $('filter-state').onchange = (e) => {
+    view.state = e.target.value;
+    view.page = 0;
+    redraw();
+  };
+  $('page-prev').onclick = () => {
+    view.page = Math.max(0, view.page - 1);
+    redraw();
+  };
+  $('page-next').onclick = () => {
+    view.page++;
+    redraw();
+  };
   render(status);
 
+  const newestSeq = (s) => {
+    const h = s.transition_history;
+    return h.length ? h[h.length - 1].seq : 0;
+  };
   /** The status after a stream message (stream.ts's applyStreamMessage, in the page). */
   function apply(s, msg) {
     if (msg.kind === 'snapshot') return msg.status;
     if (msg.kind !== 'change') return s;
     const history = s.transition_history;
-    const last = history.length ? history[history.length - 1].seq : 0;
-    if (last >= msg.record.seq) return s; // already shown (the page or a snapshot had it)
-    return Object.assign({}, msg.state, {
+    if (newestSeq(s) >= msg.record.seq) return s; // already shown (the page or a snapshot had it)
+    // A change carries the seed's keys: the cockpit's stay until the next read brings them.
+    return Object.assign(Cockpit.keep(s), msg.state, {
       transition_history: history.concat([msg.record]).slice(-msg.history_length),
     });
   }
+  /** Shows a status read by the cockpit (a poll, an action's answer) unless older than shown. */
+  function show(read) {
+    const next =
+      newestSeq(read) >= newestSeq(status)
+        ? Object.assign(Cockpit.keep(status), read)
+        : Object.assign({}, status, Cockpit.keep(read));
+    if (JSON.stringify(next) === JSON.stringify(status)) return;
+    status = next;
+    render(status);
+  }
+  Cockpit.start(show);
 
   const conn = $('conn');
   function connected(ok, text) {
@@ -180,5 +246,6 @@
     if (next === status) return;
     status = next;
     render(status);
+    if (msg.kind === 'change') Cockpit.refresh(); // the change's time and claim
   };
 })();

@@ -31,8 +31,12 @@ const LABEL_AT: Readonly<
   'ready>paused': { x: 476, y: 296, anchor: 'start' },
   'ready>active': { x: 590, y: 186, anchor: 'start' },
   'ready>stopped': { x: 800, y: 226, anchor: 'start' },
-  'paused>ready': { x: 404, y: 290, anchor: 'end' },
+  'paused>ready': { x: 416, y: 286, anchor: 'end' },
+  // Below its curve, clear of the ready ⇄ paused arrows.
+  'active>ready': { x: 598, y: 272, anchor: 'end' },
 };
+/** A label's line height (the CSS font size, 13px, plus a little). */
+const LINE = 15;
 /** Two arrows between the same pair bow apart by this much. */
 const PAIR_BEND = 30;
 const NODE_W = 124;
@@ -79,7 +83,8 @@ function edgeSvg(edge: Edge, reversed: boolean, current: PrimaryState | undefine
   const events = [...new Set(edge.rows.map((r) => r.event))].join(' ');
   const cls = `edge${current !== undefined && edge.from === current ? ' next' : ''}`;
   const title = edge.rows.map((r) => `${r.row}: ${r.trigger} (${r.event})`).join('\n');
-  const lines = edge.rows.map((r) => `${r.row} ${r.event}`);
+  // Each line: the row number (dimmer) and its event; the full row texts are in <title>.
+  const lines = edge.rows.map((r) => [String(r.row), r.event] as const);
   const a = LAYOUT[edge.from];
   let path: string;
   let label: { x: number; y: number };
@@ -88,7 +93,7 @@ function edgeSvg(edge: Edge, reversed: boolean, current: PrimaryState | undefine
     // A self-loop over the top of the box.
     const top = a.y - NODE_H / 2;
     path = `M ${a.x - 22} ${top} C ${a.x - 60} ${top - 70}, ${a.x + 60} ${top - 70}, ${a.x + 22} ${top}`;
-    label = { x: a.x, y: top - 62 - (lines.length - 1) * 13 };
+    label = { x: a.x, y: top - 62 - (lines.length - 1) * LINE };
   } else {
     const b = LAYOUT[edge.to];
     const mx = (a.x + b.x) / 2;
@@ -121,9 +126,9 @@ function edgeSvg(edge: Edge, reversed: boolean, current: PrimaryState | undefine
     else if (lx < -0.35) anchor = 'end';
     const ly = ny * side;
     // Stack multi-line labels away from the curve.
-    if (ly < -0.35) label.y -= (lines.length - 1) * 13;
+    if (ly < -0.35) label.y -= (lines.length - 1) * LINE;
     else if (ly > 0.35) label.y += 10;
-    else label.y -= ((lines.length - 1) * 13) / 2 - 4;
+    else label.y -= ((lines.length - 1) * LINE) / 2 - 4;
   }
   const fixed = LABEL_AT[key];
   if (fixed) {
@@ -133,7 +138,8 @@ function edgeSvg(edge: Edge, reversed: boolean, current: PrimaryState | undefine
   const tspans = lines
     .map(
       (l, i) =>
-        `<tspan x="${round(label.x)}" ${i === 0 ? `y="${round(label.y)}"` : 'dy="13"'}>${escapeHtml(l)}</tspan>`,
+        `<tspan x="${round(label.x)}" ${i === 0 ? `y="${round(label.y)}"` : `dy="${LINE}"`}>` +
+        `<tspan class="row">${escapeHtml(l[0])}</tspan> ${escapeHtml(l[1])}</tspan>`,
     )
     .join('');
   return (
@@ -203,7 +209,7 @@ function statechartSvg(current: PrimaryState | undefined, style: string): string
   ].join('\n');
   const defs =
     '<defs>' +
-    '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="11" markerHeight="11" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#cbd5e1"/></marker>' +
+    '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="11" markerHeight="11" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#b8c4d3"/></marker>' +
     '<marker id="arrow-next" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="11" markerHeight="11" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#0f172a"/></marker>' +
     '</defs>';
   return (

@@ -61,6 +61,7 @@ export function chainRoutes(app: Hono, core: StatusCore): void {
       () => reader.verifyChain(undefined, query.value),
       bearer.configured,
     );
+    core.verified(verified); // the panel's "last verify"
     return json(200, {
       ...verifyResultJson(reader.workspaceId, verified.result),
       verified_at: new Date(verified.at).toISOString(),

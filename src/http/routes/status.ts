@@ -1,18 +1,20 @@
 /**
- * The read-only routes: the panel, the status payload, its history, the probes and the
- * Prometheus metrics.
+ * The read-only routes: the panel, the status payload, its history, the probes
+ * (`/livez`, `/readyz`, `/startupz`: see `../probes.ts`) and the Prometheus metrics.
  */
 import { randomBytes } from 'node:crypto';
 import type { Hono } from 'hono';
 import type { StatusCore } from '../core.js';
 import { renderPanel } from '../panel.js';
+import { type ProbeName, probeResponse } from '../probes.js';
 import { JSON_HEADERS, json, parsed, textResponse } from '../respond.js';
 import { parseHistoryLimit } from '../schemas.js';
-import { HOLDER_NOT_INITIALIZED, readiness, STUB_STATUS, statusOf } from '../status.js';
+import { HOLDER_NOT_INITIALIZED } from '../status.js';
 
 function panel(core: StatusCore): Response {
   const nonce = randomBytes(16).toString('base64');
-  const html = renderPanel(statusOf(core.holder(), core.chain()), {
+  // The page starts from the payload GET /api/operational-state serves (cockpit keys too).
+  const html = renderPanel(core.statusJson(), {
     nonce,
     title: core.options.title,
   });
@@ -37,23 +39,6 @@ function history(core: StatusCore, url: string): Response {
     return json(200, { transition_history: [], stub: true, error: HOLDER_NOT_INITIALIZED });
   }
   return json(200, { transition_history: holder.history(limit.value) });
-}
-
-function livez(core: StatusCore): Response {
-  const state = core.holder()?.current.primaryState ?? STUB_STATUS.primary_state;
-  return state === 'stopped'
-    ? json(503, { live: false, primary_state: state, reason: 'primary state is stopped' })
-    : json(200, { live: true, primary_state: state });
-}
-
-function readyz(core: StatusCore): Response {
-  const holder = core.holder();
-  const r = readiness(holder);
-  const status = statusOf(holder);
-  const base = { primary_state: status.primary_state, claim_permission: status.claim_permission };
-  return r.ready
-    ? json(200, { ready: true, ...base })
-    : json(503, { ready: false, ...base, reason: r.reason });
 }
 
 /**
@@ -84,8 +69,11 @@ export function statusRoutes(app: Hono, core: StatusCore): void {
   app.get('/', () => panel(core));
   app.get('/api/operational-state', () => statusAnswer(core.statusBody()));
   app.get('/api/operational-state/history', (c) => history(core, c.req.url));
-  app.get('/livez', () => livez(core));
-  app.get('/readyz', () => readyz(core));
+  for (const probe of ['livez', 'readyz', 'startupz'] satisfies ProbeName[]) {
+    app.get(`/${probe}`, (c) =>
+      probeResponse(probe, c.req.url, core.holder(), core.options.probes),
+    );
+  }
   app.get('/metrics', async () => {
     core.holder(); // a holder that appeared since is counted from now on
     return metricsAnswer(await core.metrics.body(), core.metrics.contentType);
