@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GENERIC_TRANSITION_EVENT } from '../src/emit.js';
 import { MIGRATIONS } from '../src/sinks/migrations.js';
 import { createPgliteSink } from '../src/sinks/pglite.js';
-import { packTarGz, unpackTarGz } from '../src/sinks/pgliteTar.js';
+import { packTarGz, unpackTarGz, writeTree } from '../src/sinks/pgliteTar.js';
 import { openPglite, unpackTemplate, writePgliteTemplate } from '../src/sinks/pgliteTemplate.js';
 import { yieldingPglite } from '../src/sinks/pgliteYield.js';
 import { VERIFY_PAGE } from '../src/sinks/sql.js';
@@ -189,6 +189,40 @@ describe('the PGlite data-directory template', () => {
     for (let i = 0; i < 512; i++) sum += link[i]!;
     link.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
     await expect(unpackTarGz(gzipSync(link))).rejects.toThrow(/"PG_VERSION" has type "2"/);
+  });
+
+  it('leaves long zero tails out of the archive and writes them back as the same bytes', async () => {
+    const wal = Buffer.alloc(256 * 1024);
+    wal.write('record', 1000);
+    const zeros = Buffer.alloc(128 * 1024);
+    const small = Buffer.from('18\n');
+    const packed = await packTarGz([
+      { path: 'PG_VERSION', mode: 0o600, data: small },
+      { path: 'pg_wal', mode: 0o700 },
+      { path: 'pg_wal/000000010000000000000001', mode: 0o600, data: wal },
+      { path: 'zeros', mode: 0o600, data: zeros },
+    ]);
+    const entries = await unpackTarGz(packed);
+    expect(entries.map((e) => [e.path, e.data?.length, e.size])).toEqual([
+      ['PG_VERSION', 3, undefined],
+      ['pg_wal', undefined, undefined],
+      ['pg_wal/000000010000000000000001', 1006, 256 * 1024],
+      ['zeros', 0, 128 * 1024],
+    ]);
+    const dir = tempDir();
+    await writeTree(dir, entries);
+    expect((await readFile(join(dir, 'pg_wal/000000010000000000000001'))).equals(wal)).toBe(true);
+    expect((await readFile(join(dir, 'zeros'))).equals(zeros)).toBe(true);
+    expect(await readFile(join(dir, 'PG_VERSION'), 'utf8')).toBe('18\n');
+    // A manifest naming a length shorter than the stored bytes is refused.
+    const { gunzipSync, gzipSync } = await import('node:zlib');
+    const tar = gunzipSync(packed);
+    const text = tar.toString('latin1');
+    const at = text.indexOf(String(256 * 1024));
+    tar.write('     1', at, 'latin1');
+    await expect(unpackTarGz(gzipSync(tar))).rejects.toThrow(
+      /names "pg_wal\/000000010000000000000001" with length 1\b/,
+    );
   });
 
   it('validates the template option', () => {

@@ -13,7 +13,7 @@ import { createTicketPoller } from '../claims/poller.js';
 import { installShutdownHandlers } from '../claims/shutdown.js';
 import { createPostgresTicketSource } from '../claims/sources/postgres.js';
 import type { NewTicket } from '../claims/types.js';
-import { agentFleet } from '../fleet/agent.js';
+import { agentFleet, fleetControlOption } from '../fleet/agent.js';
 import { agentControl } from '../fleet/controlAgent.js';
 import { packageVersion } from '../fleet/version.js';
 import { createOpstate, type TransitionRecord } from '../holder.js';
@@ -273,6 +273,7 @@ export async function runAgent(s: Settings, io: CliIo): Promise<number> {
         title: `kora-opstate · ${s.workspace}`,
         allowedHosts: s.allowedHosts,
         fleet,
+        ...fleetControlOption(pool, s, chainKey.key),
         probes: { draining: () => draining },
         ...{ agent: { version: packageVersion() }, coordinator, poller, queue: source },
         boot: () => booted,

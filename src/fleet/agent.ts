@@ -1,8 +1,10 @@
 /** The fleet registry as `kora-opstate start` wires it (kept here: agent.ts stays short). */
 import type { OperationalStateHolder } from '../holder.js';
+import type { FleetControlOptions } from '../http/options.js';
 import type { Logger } from '../logger.js';
 import type { SqlSession } from '../sinks/sql.js';
 import { quote } from '../vocabulary.js';
+import type { ControlDb } from './control.js';
 import { createFleetRegistry, type FleetRegistry } from './registry.js';
 
 /** The heartbeat setting of `start` (ms): env `KORA_FLEET_HEARTBEAT_MS`, default 5000. */
@@ -34,4 +36,16 @@ export function agentFleet(
     logger,
     ...(text ? { heartbeatMs: Number(text) } : {}),
   });
+}
+
+/**
+ * @internal The `/fleet` page's controls of the CLI's agent (`fleetControl`): on Postgres
+ * with a chain key only — an embedded store runs one agent, and its panel acts on it.
+ */
+export function fleetControlOption(
+  pool: ControlDb | undefined,
+  s: { workspace: string },
+  chainKey: string | undefined,
+): { fleetControl?: FleetControlOptions } {
+  return pool && chainKey ? { fleetControl: { db: pool, workspaceId: s.workspace, chainKey } } : {};
 }

@@ -4,9 +4,11 @@
  * {@link OperationalStateInputError} quoting it.
  */
 import { Registry } from 'prom-client';
+import type { ControlDb } from '../fleet/control.js';
 import type { FleetSource } from '../fleet/types.js';
 import { getHolder, OperationalStateHolder } from '../holder.js';
 import type { Logger } from '../logger.js';
+import type { ChainKey } from '../sinks/keyed.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
 import { type CockpitOptions, type CockpitSources, resolveCockpit } from './cockpitOptions.js';
 import { createHostCheck, type HostCheck } from './hosts.js';
@@ -73,6 +75,12 @@ export interface StatusAppOptions extends CockpitOptions {
    */
   fleet?: FleetSource;
   /**
+   * Fleet control from the `/fleet` page (`POST /api/fleet/commands`, behind the operator
+   * token): the shared Postgres (a `pg.Pool`), the workspace and its chain key. Without it
+   * that route answers 501 and the page offers no controls.
+   */
+  fleetControl?: FleetControlOptions;
+  /**
    * The probes' status codes (`successStatus`, default 200; `failureStatus`, default 503)
    * and the `draining` flag that fails `/readyz` once the process shuts down.
    */
@@ -82,6 +90,21 @@ export interface StatusAppOptions extends CockpitOptions {
    * keeps, the newest (default 500; 1–10000).
    */
   inspectorSteps?: number;
+}
+
+/**
+ * Where the panel's fleet controls write commands (see `issueCommand`).
+ *
+ * @example
+ * createStatusApp({ opstate, fleet, operatorToken,
+ *   fleetControl: { db: pool, workspaceId: 'ws', chainKey: process.env.KORA_CHAIN_KEY } });
+ */
+export interface FleetControlOptions {
+  readonly db: ControlDb;
+  readonly workspaceId: string;
+  readonly chainKey: string | Uint8Array | ChainKey;
+  /** How long an agent that is down may still apply a command (default 10 minutes). */
+  readonly ttlMs?: number;
 }
 
 /** The seed's name of {@link StatusAppOptions}. */
@@ -103,6 +126,7 @@ export interface ResolvedStatusOptions {
   readonly verifyCacheMs: number;
   readonly cockpit: CockpitSources;
   readonly fleet: FleetSource | undefined;
+  readonly fleetControl: FleetControlOptions | undefined;
   readonly probes: ResolvedProbeOptions;
   readonly inspectorSteps: number;
 }
@@ -211,6 +235,23 @@ export function resolveStatusOptions(options: StatusAppOptions): ResolvedStatusO
   if (fleet !== undefined && typeof (fleet as Partial<FleetSource> | null)?.list !== 'function') {
     throw invalid('fleet', fleet, 'a fleet source (createFleetRegistry) with a list() method');
   }
+  const fleetControl = options.fleetControl;
+  if (fleetControl !== undefined) {
+    const fc = fleetControl as Partial<FleetControlOptions> | null;
+    // Never quote the whole object: it holds the chain key.
+    if (typeof fc?.db?.query !== 'function') {
+      throw invalid('fleetControl.db', typeof fc?.db, 'a pg.Pool (the shared Postgres)');
+    }
+    if (typeof fc.workspaceId !== 'string' || fc.workspaceId === '') {
+      throw invalid('fleetControl.workspaceId', fc.workspaceId, 'a workspace id');
+    }
+    if (fc.chainKey === undefined || fc.chainKey === null) {
+      throw invalid('fleetControl.chainKey', fc.chainKey, "the workspace's chain key");
+    }
+    if (fc.ttlMs !== undefined && (!Number.isInteger(fc.ttlMs) || fc.ttlMs < 1)) {
+      throw invalid('fleetControl.ttlMs', fc.ttlMs, 'a positive integer (ms)');
+    }
+  }
   const inspectorSteps = options.inspectorSteps ?? 500;
   if (!Number.isInteger(inspectorSteps) || inspectorSteps < 1 || inspectorSteps > 10_000) {
     throw invalid('inspectorSteps', inspectorSteps, 'an integer from 1 to 10000');
@@ -228,6 +269,7 @@ export function resolveStatusOptions(options: StatusAppOptions): ResolvedStatusO
     verifyCacheMs,
     cockpit: resolveCockpit(options),
     fleet,
+    fleetControl,
     probes: resolveProbeOptions(options.probes),
     inspectorSteps,
   };

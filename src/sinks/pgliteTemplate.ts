@@ -10,6 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PGlite } from '@electric-sql/pglite';
@@ -105,12 +106,18 @@ export async function openPglite(
     await rename(staging, dataDir);
   };
   const template = options.template ?? DEFAULT_PGLITE_TEMPLATE;
+  // Compiled while the template unpacks (PGlite would compile it after): ~150 ms less.
+  const wasm = template !== false && (await exists(template)) ? compilePgliteWasm() : undefined;
   if (template !== false && (await unpackTemplate(template, staging, options, logger))) {
     let placed = false;
     try {
       await place();
       placed = true;
-      const db = await PGlite.create(dataDir);
+      const pgliteWasmModule = await wasm;
+      const db = await PGlite.create({
+        dataDir,
+        ...(pgliteWasmModule ? { pgliteWasmModule } : {}),
+      });
       report(logger, 'info', TAG, `new store ${dataDir}: unpacked from the template, open`);
       return { db, origin: 'template' };
     } catch (err) {
@@ -142,6 +149,16 @@ export async function openPglite(
   const db = await PGlite.create(dataDir);
   report(logger, 'info', TAG, `new store ${dataDir}: initdb done, open`);
   return { db, origin: 'initdb' };
+}
+
+/** PGlite's WebAssembly, compiled; undefined (PGlite then compiles it) if that fails. */
+async function compilePgliteWasm(): Promise<WebAssembly.Module | undefined> {
+  try {
+    const entry = createRequire(import.meta.url).resolve('@electric-sql/pglite');
+    return await WebAssembly.compile(await readFile(join(dirname(entry), 'pglite.wasm')));
+  } catch {
+    return undefined;
+  }
 }
 
 /**

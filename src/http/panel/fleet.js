@@ -3,6 +3,7 @@
 // data-poll-ms, so a pause or a stopped heartbeat shows within a poll. Builds DOM with
 // textContent only (never innerHTML): nothing an agent wrote into the table is parsed as
 // markup, and a link is made only from an http(s) URL.
+// The controls are fleetControl.js's (inlined before this file).
 (() => {
   const $ = (id) => document.getElementById(id);
   const POLL_MS = Number(document.body.getAttribute('data-poll-ms')) || 1000;
@@ -89,10 +90,12 @@
       td('', a.version),
       td('', `${dash(a.host)} \u00b7 ${dash(a.pid)}`),
     );
+    if (FleetControl.usable()) tr.append(FleetControl.cell(a));
     return tr;
   }
 
   function render(view) {
+    FleetControl.view(view);
     $('workspace').textContent = view.workspace_id;
     for (const p of ['live', 'gone', 'stopped'])
       $(`count-${p}`).textContent = String(view.counts[p]);
@@ -103,7 +106,7 @@
     const body = $('fleet-body');
     if (view.agents.length === 0) {
       const cell = el('td', 'muted', 'No agent has registered in this workspace.');
-      cell.colSpan = 10;
+      cell.colSpan = FleetControl.usable() ? 11 : 10;
       const tr = el('tr');
       tr.append(cell);
       body.replaceChildren(tr);
@@ -122,7 +125,10 @@
     c.textContent = text;
   }
 
-  async function poll() {
+  let timer;
+  /** Reads the fleet; `now`: at once (after a command's answers), then on the usual beat. */
+  async function poll(now) {
+    if (now) clearTimeout(timer);
     try {
       const res = await fetch('api/fleet', {
         cache: 'no-store',
@@ -135,8 +141,10 @@
     } catch (err) {
       connection(false, `cannot read the fleet: ${err.message}`);
     } finally {
-      setTimeout(poll, POLL_MS);
+      clearTimeout(timer);
+      timer = setTimeout(poll, POLL_MS);
     }
   }
+  FleetControl.start(() => void poll(true));
   poll();
 })();
