@@ -3,8 +3,8 @@
  * is unpacked from (`dist/src/sinks/pglite-template.tar.gz`, ~4.5 MB), made by the
  * installed PGlite with the package's migrations applied, so the two always match. See
  * src/sinks/pgliteTemplate.ts. Making one is an initdb (seconds): the result is kept in
- * node_modules/.cache under a key of what it depends on (PGlite's version, the
- * migrations, the packing code), and reused by the next build while that is unchanged.
+ * node_modules/.cache under a key of what it depends on (PGlite's and node-tar's versions,
+ * the migrations, the packing code), and reused by the next build while that is unchanged.
  */
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
@@ -19,9 +19,11 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const out = join(root, 'dist', 'src', 'sinks', PGLITE_TEMPLATE_FILE);
 const pgliteEntry = createRequire(import.meta.url).resolve('@electric-sql/pglite');
 const pglitePackage = join(dirname(pgliteEntry), '..', 'package.json');
+const tarPackage = join(root, 'node_modules', 'tar', 'package.json');
 
 const hash = createHash('sha256');
 hash.update(JSON.parse(await readFile(pglitePackage, 'utf8')).version);
+hash.update(JSON.parse(await readFile(tarPackage, 'utf8')).version);
 hash.update(JSON.stringify(MIGRATIONS));
 for (const f of ['pgliteTar.ts', 'pgliteTemplate.ts']) {
   hash.update(await readFile(join(root, 'src', 'sinks', f)));

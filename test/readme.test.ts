@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BenchResults, renderTable } from '../scripts/bench/table.js';
 import { startCommand } from '../src/cli/start.js';
 import { STORE_OPTIONS } from '../src/cli/store.js';
 import { toMermaid } from '../src/diagram.js';
@@ -184,6 +185,21 @@ afterAll(() => {
 });
 
 describe('README', () => {
+  it('the Benchmarks table is the one docs/bench-results.json (npm run bench -- --json) renders', () => {
+    const results = JSON.parse(
+      readFileSync(join(root, 'docs', 'bench-results.json'), 'utf8'),
+    ) as BenchResults;
+    // Cell by cell: the formatter pads the README's columns.
+    const cells = (markdown: string) =>
+      markdown
+        .split('\n')
+        .filter((l) => l.startsWith('|') && !/^\|[\s|:-]+\|$/.test(l))
+        .map((l) => l.split('|').map((c) => c.trim()));
+    const section = readme.slice(readme.indexOf('## Benchmarks'), readme.indexOf('## Tests'));
+    expect(results.rows.length).toBeGreaterThan(20);
+    expect(cells(section)).toEqual(cells(renderTable(results)));
+  });
+
   it('shows the statechart exactly as the machine draws it', () => {
     const block = /```mermaid\n([\s\S]*?)```/.exec(readme)?.[1];
     expect(block).toBe(toMermaid());

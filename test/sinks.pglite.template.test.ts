@@ -3,14 +3,14 @@
  * (made here as the build makes it), its fallbacks, the queries that yield to the event
  * loop, and an agent whose `/livez` answers while its new store is being created.
  */
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GENERIC_TRANSITION_EVENT } from '../src/emit.js';
 import { MIGRATIONS } from '../src/sinks/migrations.js';
 import { createPgliteSink } from '../src/sinks/pglite.js';
-import { packTarGz, unpackTarGz, writeTree } from '../src/sinks/pgliteTar.js';
+import { packTarGz, unpackTarGz } from '../src/sinks/pgliteTar.js';
 import { openPglite, unpackTemplate, writePgliteTemplate } from '../src/sinks/pgliteTemplate.js';
 import { yieldingPglite } from '../src/sinks/pgliteYield.js';
 import { VERIFY_PAGE } from '../src/sinks/sql.js';
@@ -140,7 +140,7 @@ describe('the PGlite data-directory template', () => {
     SLOW,
   );
 
-  it('a missing or empty template is refused before anything is written', async () => {
+  it('a missing or empty template is refused, nothing left behind', async () => {
     const root = tempDir();
     const staging = join(root, 'staging');
     const logger = recordingLogger();
@@ -152,7 +152,9 @@ describe('the PGlite data-directory template', () => {
     // The package's own template absent (running from the sources): no warning.
     expect(await unpackTemplate(missing, staging, {}, logger)).toBe(false);
     const empty = join(root, 'empty.tar.gz');
-    await writeFile(empty, await packTarGz([{ path: 'base', mode: 0o700 }]));
+    const emptyDir = join(tempDir(), 'pgdata');
+    await mkdir(join(emptyDir, 'base'), { recursive: true });
+    await packTarGz(emptyDir, empty);
     expect(await unpackTemplate(empty, staging, { template: empty }, logger)).toBe(false);
     expect(logger.find('warn', `${empty} is unusable: it holds no PG_VERSION`)).toHaveLength(1);
     expect(logger.find('warn')).toHaveLength(2);
@@ -161,68 +163,98 @@ describe('the PGlite data-directory template', () => {
     expect(await readdir(root)).toEqual(['empty.tar.gz', 'staging']);
   });
 
-  it('unpacking refuses bad checksums, links, paths out of the directory and truncation', async () => {
-    const ok = await packTarGz([
-      { path: 'PG_VERSION', mode: 0o600, data: Buffer.from('18\n') },
-      { path: 'base', mode: 0o700 },
-    ]);
-    expect((await unpackTarGz(ok)).map((e) => e.path)).toEqual(['PG_VERSION', 'base']);
+  it('unpacking refuses a corrupt or truncated archive, links and paths out of the directory', async () => {
+    const root = tempDir();
+    const src = join(root, 'src');
+    await mkdir(join(src, 'base'), { recursive: true });
+    await writeFile(join(src, 'PG_VERSION'), '18\n');
+    const okFile = join(root, 'ok.tar.gz');
+    await packTarGz(src, okFile);
+    const ok = await readFile(okFile);
+    let n = 0;
+    /** Unpacks `bytes` into a new directory; resolves to what it holds. */
+    const unpackNew = async (bytes: Uint8Array) => {
+      const dir = join(root, `out-${n++}`);
+      await mkdir(dir);
+      await unpackTarGz(bytes, dir);
+      return (await readdir(dir, { recursive: true })).sort();
+    };
+    expect(await unpackNew(ok)).toEqual(['PG_VERSION', 'base']);
     const { gunzipSync, gzipSync } = await import('node:zlib');
     const raw = gunzipSync(ok);
     const bad = Buffer.from(raw);
-    bad[0] = 'Q'.charCodeAt(0);
-    await expect(unpackTarGz(gzipSync(bad))).rejects.toThrow(/checksum mismatch at byte 0/);
-    await expect(unpackTarGz(gzipSync(raw.subarray(0, 512)))).rejects.toThrow(
-      /"PG_VERSION" runs past the end \(3 bytes\)/,
+    bad[0] = 'Q'.charCodeAt(0); // a header no longer matching its checksum
+    await expect(unpackNew(gzipSync(bad))).rejects.toThrow(/checksum failure/);
+    await expect(unpackNew(ok.subarray(0, ok.length - 8))).rejects.toThrow(
+      /not a whole gzip stream/,
     );
-    await expect(unpackTarGz(gzipSync(raw.subarray(0, 1024)))).rejects.toThrow(
-      /truncated at byte 1024/,
+    await expect(unpackNew(Buffer.from('not gzip'))).rejects.toThrow(/not a whole gzip stream/);
+    // Cut inside PG_VERSION's data; cut after it, before the end-of-archive blocks.
+    await expect(unpackNew(gzipSync(raw.subarray(0, 512)))).rejects.toThrow(
+      /Truncated input.*"PG_VERSION"/,
     );
-    await expect(unpackTarGz(Buffer.from('not gzip'))).rejects.toThrow();
-    await expect(
-      unpackTarGz(await packTarGz([{ path: '../escape', mode: 0o600, data: Buffer.from('x') }])),
-    ).rejects.toThrow(/refused path "..\/escape"/);
-    const link = Buffer.from(raw);
-    link.write('2', 156, 'latin1'); // a symlink
-    link.fill(0x20, 148, 156);
-    let sum = 0;
-    for (let i = 0; i < 512; i++) sum += link[i]!;
-    link.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
-    await expect(unpackTarGz(gzipSync(link))).rejects.toThrow(/"PG_VERSION" has type "2"/);
+    await expect(unpackNew(gzipSync(raw.subarray(0, 1024)))).rejects.toThrow(
+      /truncated \(no end-of-archive blocks\)/,
+    );
+
+    // Archives made by node-tar itself, holding what a template never does.
+    const { create } = await import('tar');
+    const made = async (cwd: string, paths: string[]) => {
+      const chunks: Buffer[] = [];
+      for await (const c of create({ cwd, gzip: true, preservePaths: true }, paths)) {
+        chunks.push(c as Buffer);
+      }
+      return Buffer.concat(chunks);
+    };
+    await symlink('/etc/passwd', join(src, 'link'));
+    await expect(unpackNew(await made(src, ['PG_VERSION', 'link']))).rejects.toThrow(
+      /refused "link", a SymbolicLink/,
+    );
+    await expect(packTarGz(src, join(root, 'no.tar.gz'))).rejects.toThrow(
+      /"link" is neither a file nor a directory/,
+    );
+    await expect(unpackNew(await made(join(src, 'base'), ['../PG_VERSION']))).rejects.toThrow(
+      /path contains '..' \("..\/PG_VERSION"\)/,
+    );
+    const absolute = join(src, 'PG_VERSION');
+    await expect(unpackNew(await made(src, [absolute]))).rejects.toThrow(
+      new RegExp(`absolute path \\(${JSON.stringify(absolute)}\\)`),
+    );
+    // Nothing was written outside the directories unpacked into.
+    expect(await readdir(root)).toEqual([
+      'ok.tar.gz',
+      ...Array.from({ length: n }, (_, i) => `out-${i}`),
+      'src',
+    ]);
   });
 
-  it('leaves long zero tails out of the archive and writes them back as the same bytes', async () => {
-    const wal = Buffer.alloc(256 * 1024);
+  it('packs a directory to the same bytes each time and unpacks exactly it', async () => {
+    const root = tempDir();
+    const src = join(root, 'src');
+    await mkdir(join(src, 'pg_wal'), { recursive: true });
+    await mkdir(join(src, 'base', '1'), { recursive: true });
+    const wal = Buffer.alloc(256 * 1024); // mostly zeros, as a WAL segment is
     wal.write('record', 1000);
-    const zeros = Buffer.alloc(128 * 1024);
-    const small = Buffer.from('18\n');
-    const packed = await packTarGz([
-      { path: 'PG_VERSION', mode: 0o600, data: small },
-      { path: 'pg_wal', mode: 0o700 },
-      { path: 'pg_wal/000000010000000000000001', mode: 0o600, data: wal },
-      { path: 'zeros', mode: 0o600, data: zeros },
-    ]);
-    const entries = await unpackTarGz(packed);
-    expect(entries.map((e) => [e.path, e.data?.length, e.size])).toEqual([
-      ['PG_VERSION', 3, undefined],
-      ['pg_wal', undefined, undefined],
-      ['pg_wal/000000010000000000000001', 1006, 256 * 1024],
-      ['zeros', 0, 128 * 1024],
-    ]);
-    const dir = tempDir();
-    await writeTree(dir, entries);
-    expect((await readFile(join(dir, 'pg_wal/000000010000000000000001'))).equals(wal)).toBe(true);
-    expect((await readFile(join(dir, 'zeros'))).equals(zeros)).toBe(true);
-    expect(await readFile(join(dir, 'PG_VERSION'), 'utf8')).toBe('18\n');
-    // A manifest naming a length shorter than the stored bytes is refused.
-    const { gunzipSync, gzipSync } = await import('node:zlib');
-    const tar = gunzipSync(packed);
-    const text = tar.toString('latin1');
-    const at = text.indexOf(String(256 * 1024));
-    tar.write('     1', at, 'latin1');
-    await expect(unpackTarGz(gzipSync(tar))).rejects.toThrow(
-      /names "pg_wal\/000000010000000000000001" with length 1\b/,
-    );
+    await writeFile(join(src, 'PG_VERSION'), '18\n');
+    await writeFile(join(src, 'pg_wal/000000010000000000000001'), wal);
+    await writeFile(join(src, 'base/1/1259'), Buffer.alloc(8192, 7), { mode: 0o600 });
+    await writeFile(join(src, 'empty'), '');
+    const a = join(root, 'a.tar.gz');
+    const b = join(root, 'b.tar.gz');
+    expect(await packTarGz(src, a)).toBe((await readFile(a)).length);
+    // No times in it: a file touched since packs the same.
+    await utimes(join(src, 'PG_VERSION'), new Date(2001, 1, 1), new Date(2001, 1, 1));
+    await packTarGz(src, b);
+    expect((await readFile(a)).equals(await readFile(b))).toBe(true);
+    const dir = join(root, 'out');
+    await mkdir(dir);
+    await unpackTarGz(await readFile(a), dir);
+    const tree = async (d: string) => (await readdir(d, { recursive: true })).sort();
+    expect(await tree(dir)).toEqual(await tree(src));
+    for (const f of ['PG_VERSION', 'pg_wal/000000010000000000000001', 'base/1/1259', 'empty']) {
+      expect((await readFile(join(dir, f))).equals(await readFile(join(src, f))), f).toBe(true);
+    }
+    expect((await stat(join(dir, 'base/1/1259'))).mode & 0o777).toBe(0o600);
   });
 
   it('validates the template option', () => {

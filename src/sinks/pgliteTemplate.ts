@@ -9,7 +9,7 @@
  * warning.
  */
 import { randomBytes } from 'node:crypto';
-import { access, mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,7 @@ import type { PGlite } from '@electric-sql/pglite';
 import { errorText, LOG_TAGS, type Logger, report, SILENT_LOGGER } from '../logger.js';
 import { OperationalStateInputError, quote } from '../vocabulary.js';
 import { applyMigrations, type Migration } from './migrations.js';
-import { packTarGz, readTree, unpackTarGz, writeTree } from './pgliteTar.js';
+import { packTarGz, unpackTarGz } from './pgliteTar.js';
 import { initdbInWorker } from './pgliteWorker.js';
 
 const TAG = LOG_TAGS.pglite;
@@ -183,12 +183,11 @@ export async function unpackTemplate(
     return false;
   }
   try {
-    const entries = await unpackTarGz(bytes);
-    if (!entries.some((e) => e.path === 'PG_VERSION' && e.data)) {
+    await mkdir(staging, { mode: 0o700 });
+    await unpackTarGz(bytes, staging);
+    if (!(await stat(join(staging, 'PG_VERSION')).catch(() => undefined))?.isFile()) {
       throw new Error('it holds no PG_VERSION');
     }
-    await mkdir(staging, { mode: 0o700 });
-    await writeTree(staging, entries);
     return true;
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
@@ -223,8 +222,6 @@ export async function writePgliteTemplate(
   } finally {
     await db.close();
   }
-  const gz = await packTarGz(await readTree(dir));
   await mkdir(dirname(file), { recursive: true });
-  await writeFile(file, gz);
-  return gz.length;
+  return packTarGz(dir, file);
 }
