@@ -6,9 +6,6 @@
  * also controls the fleet: `POST /api/fleet/commands` (operator token) issues a command
  * as `kora-opstate control` does, `GET /api/fleet/commands/:id` reads its outcomes.
  */
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import { inputErrorFrom } from '../../events.js';
@@ -41,73 +38,19 @@ import {
 import type { StatusCore } from '../core.js';
 import { operatorAuth, operatorBodyLimit } from '../middleware.js';
 import type { FleetControlOptions } from '../options.js';
-import { escapeHtml } from '../panel/escape.js';
-import { badInput, HTTP_LOG_TAG, json, parsed, textResponse } from '../respond.js';
+import { fillPage, htmlPage, pageParts, panelFile } from '../panel/assets.js';
+import { badInput, HTTP_LOG_TAG, json, parsed } from '../respond.js';
 
-/** The page's files, next to the panel's (`npm run build` copies `src/http/panel/*`). */
-const FILES = ['fleet.html', 'fleet.css', 'fleetControl.js', 'fleet.js'] as const;
-const files = new Map<string, string>();
-
-function file(name: (typeof FILES)[number]): string {
-  let text = files.get(name);
-  if (text === undefined) {
-    const url = new URL(`../panel/${name}`, import.meta.url);
-    try {
-      text = readFileSync(url, 'utf8');
-    } catch (err) {
-      throw new Error(
-        `the fleet page's file ${JSON.stringify(name)} is missing at ${fileURLToPath(url)} (npm run build copies src/http/panel/): ${errorText(err)}`,
-      );
-    }
-    // Inlined into <style>/<script>: a closing tag would end the element early.
-    if (name !== 'fleet.html' && /<\/(script|style)/i.test(text)) {
-      throw new Error(
-        `the fleet page's file ${JSON.stringify(name)} contains </script> or </style>`,
-      );
-    }
-    files.set(name, text);
-  }
-  return text;
-}
-
-/**
- * `fleet.html` cut at its per-request slots (`nonce`, `title`): even indexes are page
- * text. CSS and script go in once; a request's values are placed by index, so nothing a
- * request carries is ever read as a slot.
- */
+/** The page, cut at its per-request slots once (see `pageParts`). */
 let template: string[] | undefined;
-function pageParts(): string[] {
-  if (template) return template;
-  const parts = file('fleet.html')
-    .replace('/*{{css}}*/', () => file('fleet.css'))
-    .replace('/*{{js}}*/', () => `${file('fleetControl.js')}\n${file('fleet.js')}`)
-    .split(/\{\{(nonce|title)\}\}/);
-  if (/\{\{\w+\}\}/.test(parts.filter((_, i) => i % 2 === 0).join(''))) {
-    throw new Error('fleet.html has an unknown {{slot}}');
-  }
-  template = parts;
-  return parts;
-}
 
 function page(core: StatusCore): Response {
-  const nonce = randomBytes(16).toString('base64');
-  const values: Record<string, string> = {
-    nonce: escapeHtml(nonce),
-    title: escapeHtml(core.options.title),
-  };
-  const html = pageParts()
-    .map((part, i) => (i % 2 === 0 ? part : values[part]))
-    .join('');
-  return textResponse(200, html, {
-    'content-type': 'text/html; charset=utf-8',
-    'cache-control': 'no-store',
-    'x-content-type-options': 'nosniff',
-    'referrer-policy': 'no-referrer',
-    'x-frame-options': 'DENY',
-    'content-security-policy':
-      `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; ` +
-      "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  template ??= pageParts('fleet.html', {
+    css: () => panelFile('fleet.css'),
+    js: () => `${panelFile('fleetControl.js')}\n${panelFile('fleet.js')}`,
   });
+  const parts = template;
+  return htmlPage((nonce) => fillPage(parts, { nonce, title: core.options.title }));
 }
 
 /** The fleet of an app without a `fleet` option: its instance alone (or nobody yet). */

@@ -2,33 +2,18 @@
  * The read-only routes: the panel, the status payload, its history, the probes
  * (`/livez`, `/readyz`, `/startupz`: see `../probes.ts`) and the Prometheus metrics.
  */
-import { randomBytes } from 'node:crypto';
 import type { Hono } from 'hono';
 import type { StatusCore } from '../core.js';
+import { htmlPage } from '../panel/assets.js';
 import { renderPanel } from '../panel.js';
 import { type ProbeName, probeResponse } from '../probes.js';
-import { JSON_HEADERS, json, parsed, textResponse } from '../respond.js';
+import { JSON_HEADERS, json, parsed } from '../respond.js';
 import { parseHistoryLimit } from '../schemas.js';
 import { HOLDER_NOT_INITIALIZED } from '../status.js';
 
 function panel(core: StatusCore): Response {
-  const nonce = randomBytes(16).toString('base64');
   // The page starts from the payload GET /api/operational-state serves (cockpit keys too).
-  const html = renderPanel(core.statusJson(), {
-    nonce,
-    title: core.options.title,
-  });
-  return textResponse(200, html, {
-    'content-type': 'text/html; charset=utf-8',
-    'cache-control': 'no-store',
-    'x-content-type-options': 'nosniff',
-    'referrer-policy': 'no-referrer',
-    'x-frame-options': 'DENY',
-    // Everything is inline and same-origin: the page can reach nothing else.
-    'content-security-policy':
-      `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; ` +
-      "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-  });
+  return htmlPage((nonce) => renderPanel(core.statusJson(), { nonce, title: core.options.title }));
 }
 
 function history(core: StatusCore, url: string): Response {
