@@ -51,7 +51,8 @@ let template: readonly string[] | undefined;
 function pageTemplate(): readonly string[] {
   if (template) return template;
   const once: Record<string, () => string> = {
-    css: () => `${panelFile('panel.css')}\n${panelFile('statechart.css')}`,
+    css: () =>
+      ['base.css', 'panel.css', 'statechart.css'].map((f) => panelFile(f as PanelFile)).join('\n'),
     // One script: the cockpit first (panel.js hands it each status it draws).
     js: () => CLIENT.map((f) => panelFile(f)).join('\n'),
     statechart: panelStatechartSvg,

@@ -18,6 +18,7 @@ export const PANEL_FILES = [
   'cockpit.js',
   'cards.js',
   'statechart.css',
+  'base.css',
   'fleet.html',
   'fleet.css',
   'fleet.js',

@@ -46,7 +46,7 @@ let template: string[] | undefined;
 
 function page(core: StatusCore): Response {
   template ??= pageParts('fleet.html', {
-    css: () => panelFile('fleet.css'),
+    css: () => `${panelFile('base.css')}\n${panelFile('fleet.css')}`,
     js: () => `${panelFile('fleetControl.js')}\n${panelFile('fleet.js')}`,
   });
   const parts = template;

@@ -18,7 +18,8 @@ let template: string[] | undefined;
 
 function page(core: StatusCore): Response {
   template ??= pageParts('inspector.html', {
-    css: () => `${panelFile('statechart.css')}\n${panelFile('inspector.css')}`,
+    css: () =>
+      `${panelFile('base.css')}\n${panelFile('statechart.css')}\n${panelFile('inspector.css')}`,
     js: () => panelFile('inspector.js'),
     statechart: panelStatechartSvg,
   });
