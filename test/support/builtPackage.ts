@@ -40,6 +40,7 @@ export async function buildPackageCopy(): Promise<BuiltPackage> {
       'tsconfig.build.json',
       'src',
       'machines',
+      'scripts', // npm run build (npx runs it as prepare) makes the PGlite template with one
     ]) {
       cpSync(join(root, entry), join(dir, entry), { recursive: true });
     }
