@@ -51,6 +51,7 @@ export async function benchHolder(options: SuiteOptions = {}): Promise<BenchRow[
   const h1 = holderWith(1);
   const h10 = holderWith(10);
   const h1q = holderWith(1, false);
+  const h10q = holderWith(10, false);
   const s1 = holderWith(1);
   const sendFlip = () =>
     s1.send(
@@ -68,9 +69,10 @@ export async function benchHolder(options: SuiteOptions = {}): Promise<BenchRow[
     t1: () => timed(flip(h1)),
     t10: () => timed(flip(h10)),
     t1q: () => timed(flip(h1q)),
+    t10q: () => timed(flip(h10q)),
     s1: () => timed(sendFlip),
   });
-  for (const h of [h0, h1, h10, h1q, s1]) {
+  for (const h of [h0, h1, h10, h1q, h10q, s1]) {
     if (h.stats.commits < batch * rounds) throw new Error(`holder committed ${h.stats.commits}`);
   }
   const baseline = 'bare XState actor `send` of the same machine (ready ⇄ active)';
@@ -125,6 +127,17 @@ export async function benchHolder(options: SuiteOptions = {}): Promise<BenchRow[
       },
       r.t1q.value,
       r.t1q.baseline,
+    ),
+    row(
+      {
+        group: 'holder',
+        name: 'holder.transitionTo, 10 no-op listeners declared requestsTransitions: false',
+        unit: 'ops/s',
+        baseline,
+        note,
+      },
+      r.t10q.value,
+      r.t10q.baseline,
     ),
     row(
       { group: 'holder', name: 'holder.send, 1 no-op listener', unit: 'ops/s', baseline, note },

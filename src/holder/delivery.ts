@@ -81,8 +81,10 @@ export interface Delivery {
 interface ListenerEntry {
   readonly fn: StateListener;
   readonly name: string;
-  /** Settles when this listener has handled every delivery so far (never rejects). */
-  tail: Promise<void>;
+  /** Deliveries not yet handed to it, in commit order. */
+  readonly queue: Job[];
+  /** Calls whose promise is pending (one at most, unless pipelined: then only sync parts order). */
+  inFlight: number;
   active: boolean;
   readonly pipelined: boolean;
   /** Runs in the {@link insideListener} context (it may request transitions after an await). */
@@ -93,6 +95,12 @@ interface ListenerEntry {
    * waits for them: one hung listener costs one timeout, not one per transition.
    */
   overrun: boolean;
+}
+
+/** One delivery queued on one listener; `watch` when its transition waits for it. */
+interface Job {
+  readonly d: Delivery;
+  readonly watch: Watch | undefined;
 }
 
 /**
@@ -133,8 +141,13 @@ function call(entry: ListenerEntry, d: Delivery): void | Promise<void> {
   }
 }
 
+// Disabled once the queued work is done, not after every call: the listeners of one
+// change run in consecutive microtasks, and each enable/disable toggles the hooks.
+const disableIfIdle = () => {
+  if (markedInFlight === 0) insideListener.disable();
+};
 function unmark(): void {
-  if (--markedInFlight === 0) insideListener.disable();
+  if (--markedInFlight === 0) queueMicrotask(disableIfIdle);
 }
 
 /** @internal Counters the delivery updates. */
@@ -180,7 +193,8 @@ export class Listeners {
     const entry: ListenerEntry = {
       fn: listener,
       name: options.name ?? (listener.name || `listener#${this.#entries.length + 1}`),
-      tail: Promise.resolve(),
+      queue: [],
+      inFlight: 0,
       overrun: false,
       active: true,
       // A listener may ask for it itself (the chain emit listener does).
@@ -191,7 +205,7 @@ export class Listeners {
     };
     this.#entries.push(entry);
     return () => {
-      entry.active = false;
+      entry.active = false; // its queued deliveries are settled without a call
       const i = this.#entries.indexOf(entry);
       if (i >= 0) this.#entries.splice(i, 1);
     };
@@ -199,51 +213,97 @@ export class Listeners {
 
   /** Queues the change on every listener; settles when all handled it or the timeout passed. */
   dispatch(d: Delivery): Promise<void> {
-    const waits: Promise<void>[] = [];
-    const pending = new Set<ListenerEntry>();
+    if (this.#entries.length === 0) return Promise.resolve();
+    let resolve!: () => void;
+    const done = new Promise<void>((r) => {
+      resolve = r;
+    });
+    const watch: Watch = {
+      deadline: this.#clock() + this.timeoutMs,
+      pending: new Set(),
+      d,
+      resolve,
+    };
     for (const entry of this.#entries) {
-      let handled: Promise<void>;
-      if (entry.pipelined) {
-        // The next delivery waits for this one to start, not to finish.
-        let done: Promise<void> = Promise.resolve();
-        const started: Promise<void> = entry.tail.then(() => {
-          if (entry.active) done = this.#invoke(entry, d);
-        });
-        entry.tail = started;
-        handled = started
-          .then(() => done)
-          .then(() => {
-            pending.delete(entry);
-            if (entry.tail === started) entry.overrun = false;
-          });
-      } else {
-        const tail: Promise<void> = entry.tail.then(async () => {
-          if (entry.active) await this.#invoke(entry, d);
-          pending.delete(entry);
-          if (entry.tail === tail) entry.overrun = false; // caught up
-        });
-        entry.tail = tail;
-        handled = tail;
-      }
-      if (entry.overrun) continue;
-      pending.add(entry);
-      waits.push(handled);
+      const waited = !entry.overrun;
+      if (waited) watch.pending!.add(entry);
+      entry.queue.push({ d, watch: waited ? watch : undefined });
+      this.#queued.add(entry);
     }
-    if (waits.length === 0) return Promise.resolve();
-    const all = waits.length === 1 ? waits[0]! : Promise.all(waits);
-    return new Promise<void>((resolve) => {
-      const watch: Watch = { deadline: this.#clock() + this.timeoutMs, pending, d, resolve };
+    if (watch.pending!.size === 0) {
+      watch.resolve = watch.pending = watch.d = undefined;
+      resolve();
+    } else {
       this.#watches.push(watch);
       this.#arm();
-      all.then(() => {
-        if (watch.resolve === undefined) return; // timed out already
-        watch.resolve = watch.pending = watch.d = undefined;
-        resolve();
-        // Finished deliveries leave the queue from its head (they finish in commit order).
-        const watches = this.#watches;
-        while (watches.length > 0 && watches[0]!.resolve === undefined) watches.shift();
-      });
-    });
+    }
+    // One microtask hands every queued change to every idle listener: never inside the
+    // commit, and not one promise hop per listener.
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(this.#pumpAll);
+    }
+    return done;
+  }
+
+  readonly #queued = new Set<ListenerEntry>();
+  #scheduled = false;
+  readonly #pumpAll = () => {
+    this.#scheduled = false;
+    for (const entry of this.#queued) this.#pump(entry);
+  };
+
+  /** Calls `entry` with its queued changes, in order, while it is not busy with one. */
+  #pump(entry: ListenerEntry): void {
+    while ((entry.pipelined || entry.inFlight === 0) && entry.queue.length > 0) {
+      const job = entry.queue.shift()!;
+      if (!entry.active) {
+        this.#settle(entry, job);
+        continue;
+      }
+      let result: void | Promise<void>;
+      try {
+        result = call(entry, job.d);
+      } catch (err) {
+        this.#failed(entry, job.d, err);
+        this.#settle(entry, job);
+        continue;
+      }
+      if (typeof (result as PromiseLike<void> | undefined)?.then !== 'function') {
+        this.#settle(entry, job);
+        continue;
+      }
+      entry.inFlight++; // unless pipelined, the next call waits for this promise
+      Promise.resolve(result).then(
+        () => this.#finish(entry, job),
+        (err) => {
+          this.#failed(entry, job.d, err);
+          this.#finish(entry, job);
+        },
+      );
+    }
+    if (entry.queue.length === 0) this.#queued.delete(entry);
+  }
+
+  #finish(entry: ListenerEntry, job: Job): void {
+    entry.inFlight--;
+    this.#settle(entry, job);
+    this.#pump(entry);
+  }
+
+  /** `entry` handled `job`: its transition stops waiting for it; caught up, it is not overrun. */
+  #settle(entry: ListenerEntry, job: Job): void {
+    if (entry.queue.length === 0 && entry.inFlight === 0) entry.overrun = false;
+    const w = job.watch;
+    if (w?.pending === undefined) return;
+    w.pending.delete(entry);
+    if (w.pending.size > 0) return;
+    const resolve = w.resolve!;
+    w.resolve = w.pending = w.d = undefined;
+    resolve();
+    // Finished deliveries leave the queue from its head (they finish in commit order).
+    const watches = this.#watches;
+    while (watches.length > 0 && watches[0]!.resolve === undefined) watches.shift();
   }
 
   /**
@@ -290,19 +350,15 @@ export class Listeners {
     resolve();
   }
 
-  async #invoke(entry: ListenerEntry, d: Delivery): Promise<void> {
-    try {
-      await call(entry, d);
-    } catch (err) {
-      this.stats.listenerFailures++;
-      report(
-        this.logger,
-        'error',
-        LOG_TAGS.holder,
-        `listener ${quote(entry.name)} failed on transition #${d.record.seq} ` +
-          `(${d.record.from_state} → ${d.record.to_state}); state kept`,
-        err,
-      );
-    }
+  #failed(entry: ListenerEntry, d: Delivery, err: unknown): void {
+    this.stats.listenerFailures++;
+    report(
+      this.logger,
+      'error',
+      LOG_TAGS.holder,
+      `listener ${quote(entry.name)} failed on transition #${d.record.seq} ` +
+        `(${d.record.from_state} → ${d.record.to_state}); state kept`,
+      err,
+    );
   }
 }
