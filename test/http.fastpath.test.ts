@@ -151,3 +151,70 @@ describe('the fast path answers what the app answers', () => {
     expect((await raw(server.url, '/api/operational-state')).status).toBe(200);
   });
 });
+
+describe('the event stream on the fast path (written to the socket, no web stream)', () => {
+  it('a client that stops reading is coalesced, not dropped: it reads on to a snapshot at the newest change', async () => {
+    const holder = createOperationalStateHolder({
+      initial: { primaryState: 'ready' },
+      logger: recordingLogger(),
+    });
+    const server = await startStatusServer({ holder, logger: recordingLogger() });
+    const { hostname, port } = new URL(server.url);
+    let res: import('node:http').IncomingMessage | undefined;
+    try {
+      res = await new Promise((resolve, reject) => {
+        request({ hostname, port, path: '/api/operational-state/stream', agent: false }, resolve)
+          .on('error', reject)
+          .end();
+      });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-type']).toBe('text/event-stream; charset=utf-8');
+      res.setEncoding('utf8');
+      let text = '';
+      const seen: { kind: string; seq: number }[] = [];
+      let waiter: (() => void) | undefined;
+      res.on('data', (chunk: string) => {
+        text += chunk;
+        let i = text.indexOf('\n\n');
+        while (i >= 0) {
+          const block = text.slice(0, i);
+          text = text.slice(i + 2);
+          const data = block.split('\n').find((l) => l.startsWith('data: '));
+          if (data) {
+            const m = JSON.parse(data.slice(6));
+            const seq =
+              m.kind === 'change' ? m.record.seq : (m.status.transition_history.at(-1)?.seq ?? 0);
+            seen.push({ kind: m.kind, seq });
+          }
+          i = text.indexOf('\n\n');
+        }
+        waiter?.();
+      });
+      const until = (ok: () => boolean) =>
+        new Promise<void>((resolve) => {
+          waiter = () => {
+            if (ok()) resolve();
+          };
+          waiter();
+        });
+      await until(() => seen.length >= 1); // the snapshot on connect
+      res.pause(); // stops reading: the socket's buffers fill, then the hub's queue
+      const n = 20_000;
+      for (let i = 0; i < n; i++) {
+        await holder.send({ type: i % 2 === 0 ? 'claim.acquired' : 'claim.released' });
+      }
+      expect(server.handler.openStreams).toBe(1); // slow is not dropped
+      res.resume();
+      await until(() => seen.at(-1)?.seq === n);
+      expect(seen[0]).toEqual({ kind: 'snapshot', seq: 0 });
+      // Far fewer messages than changes: what the client missed came as one snapshot.
+      expect(seen.length).toBeLessThan(n);
+      expect(seen.slice(1).some((m) => m.kind === 'snapshot')).toBe(true);
+      // In order all the way: every message is newer than the one before.
+      for (let i = 1; i < seen.length; i++) expect(seen[i]!.seq).toBeGreaterThan(seen[i - 1]!.seq);
+    } finally {
+      res?.destroy();
+      await server.close();
+    }
+  }, 60_000);
+});

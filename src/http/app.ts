@@ -19,7 +19,7 @@ import { fleetRoutes } from './routes/fleet.js';
 import { inspectorRoutes } from './routes/inspector.js';
 import { operatorRoutes } from './routes/operator.js';
 import { statusRoutes } from './routes/status.js';
-import { streamHandler } from './stream.js';
+import { createStreamHub, streamHandler } from './stream.js';
 
 /** A status app: the Hono app, and what its owner needs to observe and shut it down. */
 export interface StatusApp {
@@ -68,7 +68,8 @@ export function createStatusApp(options: StatusAppOptions = {}): StatusApp {
     closedGuard(() => core.closed),
   );
   statusRoutes(app, core);
-  app.get('/api/operational-state/stream', streamHandler(core));
+  const hub = createStreamHub(core);
+  app.get('/api/operational-state/stream', streamHandler(hub));
   operatorRoutes(app, core);
   chainRoutes(app, core);
   fleetRoutes(app, core);
@@ -101,6 +102,6 @@ export function createStatusApp(options: StatusAppOptions = {}): StatusApp {
     async close() {
       core.close();
     },
-    [FAST_PATH]: createFastPath(core),
+    [FAST_PATH]: createFastPath(core, hub),
   };
 }

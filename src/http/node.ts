@@ -160,7 +160,16 @@ function endable(body: ReadableStream<Uint8Array>, ends: Set<() => void>): Reada
  * The app's cached answers straight from `node:http` (see `fast.ts`); every other request,
  * and one whose fast answer failed (nothing was written yet), goes to `listener`.
  */
-function withFastPath(fast: FastPath, listener: RequestListener, logger: Logger): RequestListener {
+function withFastPath(
+  fast: FastPath,
+  listener: RequestListener,
+  logger: Logger,
+  streaming: Set<() => void>,
+): RequestListener {
+  const track = (end: () => void) => {
+    streaming.add(end);
+    return () => void streaming.delete(end);
+  };
   const write = (req: IncomingMessage, res: ServerResponse, a: FastAnswer) => {
     res.writeHead(a.status, a.headers);
     res.end(req.method === 'HEAD' ? undefined : a.body);
@@ -181,6 +190,7 @@ function withFastPath(fast: FastPath, listener: RequestListener, logger: Logger)
       return;
     }
     if (answer === undefined) void listener(req, res);
+    else if (typeof answer === 'function') answer(res, track);
     else if (answer instanceof Promise) {
       answer.then(
         (a) => write(req, res, a),
@@ -248,7 +258,7 @@ export function createNodeServer(
     { overrideGlobalObjects: o.overrideGlobalObjects },
   );
   const fast = (handler as { [FAST_PATH]?: FastPath })[FAST_PATH];
-  const server = createServer(fast ? withFastPath(fast, listener, o.logger) : listener);
+  const server = createServer(fast ? withFastPath(fast, listener, o.logger, streaming) : listener);
 
   return {
     get address() {

@@ -18,6 +18,7 @@
  * No timer looks for a holder: while there is none, streams get the stub snapshot and the
  * heartbeat asks for the holder again; the first one that finds it sends its snapshot.
  */
+import type { ServerResponse } from 'node:http';
 import type { Context } from 'hono';
 import type { OperationalStateHolder, TransitionRecord } from '../holder.js';
 import type { StatusCore } from './core.js';
@@ -89,7 +90,13 @@ const RETRY = encoder.encode('retry: 2000\n\n');
 
 /** One open stream. `seq`: the newest record it was given (by snapshot or change). */
 interface Client {
-  readonly controller: ReadableStreamDefaultController<Uint8Array>;
+  /** Where its bytes go: a web stream's controller, or a node response. */
+  readonly out: {
+    /** Whether a write now is taken without queueing past the transport's buffer. */
+    room(): boolean;
+    write(bytes: Uint8Array): void;
+    end(): void;
+  };
   seq: number;
   /** Queued past what the stream itself buffers (its high-water mark is one chunk). */
   pending: Uint8Array[];
@@ -103,6 +110,11 @@ interface Client {
 export interface StreamHub {
   /** A new stream's body; it ends when the client cancels, `signal` aborts or the app closes. */
   open(signal: AbortSignal): ReadableStream<Uint8Array>;
+  /**
+   * The same stream written straight to a node response (no web stream between: the node
+   * server's fast path). Returns its clean end, for the server's `close()`.
+   */
+  openNode(res: ServerResponse): () => void;
 }
 
 /** @internal */
@@ -132,21 +144,21 @@ export function createStreamHub(core: StatusCore): StreamHub {
 
   /** Moves what the client's stream will take now from its queue (or a snapshot) into it. */
   function flush(c: Client): void {
-    while (!c.closed && (c.controller.desiredSize ?? 0) > 0) {
+    while (!c.closed && c.out.room()) {
       const next = c.pending.shift();
-      if (next) c.controller.enqueue(next);
+      if (next) c.out.write(next);
       else if (c.stale) {
         const s = currentSnapshot();
         c.stale = false;
         c.seq = s.seq;
-        c.controller.enqueue(s.bytes);
+        c.out.write(s.bytes);
       } else return;
     }
   }
 
   function push(c: Client, bytes: Uint8Array): void {
-    if (c.pending.length === 0 && (c.controller.desiredSize ?? 0) > 0) {
-      c.controller.enqueue(bytes);
+    if (c.pending.length === 0 && c.out.room()) {
+      c.out.write(bytes);
     } else if (c.pending.length >= MAX_PENDING) {
       c.pending = []; // a snapshot replaces them when the client reads again
       c.stale = true;
@@ -222,34 +234,52 @@ export function createStreamHub(core: StatusCore): StreamHub {
     holder = undefined;
   }
 
+  /** A new client: the retry line now, its snapshot when it has room. */
+  function join(client: Client): void {
+    client.out.write(RETRY);
+    clients.add(client);
+    core.streams.add(client);
+    beat ??= setInterval(heartbeat, core.options.heartbeatMs);
+    beat.unref?.();
+    look();
+  }
+
+  /** The client left (`end`: we end it, so it sees the end of the stream). */
+  function leave(client: Client, end: boolean): boolean {
+    if (client.closed) return false;
+    client.closed = true;
+    client.pending = [];
+    clients.delete(client);
+    core.streams.delete(client);
+    idle();
+    if (end) {
+      try {
+        client.out.end();
+      } catch {
+        // Already gone.
+      }
+    }
+    return true;
+  }
+
   function open(signal: AbortSignal): ReadableStream<Uint8Array> {
     let client!: Client;
-    const finish = (end: boolean) => {
-      if (client.closed) return;
-      client.closed = true;
-      client.pending = [];
-      signal.removeEventListener('abort', onAbort);
-      clients.delete(client);
-      core.streams.delete(client);
-      idle();
-      if (end) {
-        try {
-          client.controller.close(); // the client sees the end of the stream
-        } catch {
-          // Already cancelled.
-        }
-      }
-    };
-    const onAbort = () => finish(true);
+    const onAbort = () => leave(client, true);
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
         client = {
-          controller,
+          out: {
+            room: () => (controller.desiredSize ?? 0) > 0,
+            write: (bytes) => controller.enqueue(bytes),
+            end: () => controller.close(),
+          },
           seq: 0,
           pending: [],
           stale: true,
           closed: false,
-          close: () => finish(true),
+          close: () => {
+            if (leave(client, true)) signal.removeEventListener('abort', onAbort);
+          },
         };
         if (signal.aborted) {
           client.closed = true;
@@ -257,29 +287,45 @@ export function createStreamHub(core: StatusCore): StreamHub {
           return;
         }
         signal.addEventListener('abort', onAbort, { once: true });
-        controller.enqueue(RETRY); // first: the snapshot follows when the client reads
-        clients.add(client);
-        core.streams.add(client);
-        beat ??= setInterval(heartbeat, core.options.heartbeatMs);
-        beat.unref?.();
-        look();
+        join(client); // the snapshot follows when the client reads
       },
       pull() {
         flush(client);
       },
       cancel() {
-        finish(false); // the client cancelled the body or went away
+        // The client cancelled the body or went away.
+        if (leave(client, false)) signal.removeEventListener('abort', onAbort);
       },
     });
     return Object.assign(body, { [END_STREAM]: () => client.close() });
   }
 
-  return { open };
+  function openNode(res: ServerResponse): () => void {
+    res.writeHead(200, HEADERS);
+    const client: Client = {
+      out: {
+        room: () => !res.writableNeedDrain && !res.destroyed,
+        write: (bytes) => void res.write(bytes),
+        end: () => res.end(),
+      },
+      seq: 0,
+      pending: [],
+      stale: true,
+      closed: false,
+      close: () => void leave(client, true),
+    };
+    res.on('drain', () => flush(client));
+    res.once('close', () => leave(client, false));
+    join(client);
+    flush(client);
+    return client.close;
+  }
+
+  return { open, openNode };
 }
 
-/** @internal The stream route's handler. */
-export function streamHandler(core: StatusCore): (c: Context) => Response {
-  const hub = createStreamHub(core);
+/** @internal The stream route's handler, on the app's hub. */
+export function streamHandler(hub: StreamHub): (c: Context) => Response {
   return (c) => {
     // HEAD: the headers, and no stream left open behind them.
     if (c.req.method === 'HEAD') return new Response(null, { headers: HEADERS });
