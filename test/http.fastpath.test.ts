@@ -162,18 +162,19 @@ describe('the event stream on the fast path (written to the socket, no web strea
     const { hostname, port } = new URL(server.url);
     let res: import('node:http').IncomingMessage | undefined;
     try {
-      res = await new Promise((resolve, reject) => {
+      const stream = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
         request({ hostname, port, path: '/api/operational-state/stream', agent: false }, resolve)
           .on('error', reject)
           .end();
       });
-      expect(res.statusCode).toBe(200);
-      expect(res.headers['content-type']).toBe('text/event-stream; charset=utf-8');
-      res.setEncoding('utf8');
+      res = stream;
+      expect(stream.statusCode).toBe(200);
+      expect(stream.headers['content-type']).toBe('text/event-stream; charset=utf-8');
+      stream.setEncoding('utf8');
       let text = '';
       const seen: { kind: string; seq: number }[] = [];
       let waiter: (() => void) | undefined;
-      res.on('data', (chunk: string) => {
+      stream.on('data', (chunk: string) => {
         text += chunk;
         let i = text.indexOf('\n\n');
         while (i >= 0) {
@@ -198,13 +199,13 @@ describe('the event stream on the fast path (written to the socket, no web strea
           waiter();
         });
       await until(() => seen.length >= 1); // the snapshot on connect
-      res.pause(); // stops reading: the socket's buffers fill, then the hub's queue
+      stream.pause(); // stops reading: the socket's buffers fill, then the hub's queue
       const n = 20_000;
       for (let i = 0; i < n; i++) {
         await holder.send({ type: i % 2 === 0 ? 'claim.acquired' : 'claim.released' });
       }
       expect(server.handler.openStreams).toBe(1); // slow is not dropped
-      res.resume();
+      stream.resume();
       await until(() => seen.at(-1)?.seq === n);
       expect(seen[0]).toEqual({ kind: 'snapshot', seq: 0 });
       // Far fewer messages than changes: what the client missed came as one snapshot.
