@@ -6,7 +6,7 @@ import type { PositionedChainEvent } from '../sinks/sql.js';
 import type { ChainHead } from '../sinks/types.js';
 import { parseChainHead } from '../sinks/verify.js';
 import { quote } from '../vocabulary.js';
-import { type Command, intFlag, noPositionals, UsageError } from './command.js';
+import { type Command, intFlag, noPositionals, UsageError, untilSignal } from './command.js';
 import {
   openChainReader,
   resolveDataDir,
@@ -171,7 +171,7 @@ ${STORE_USAGE}
         last = e.chain_seq;
       }
       if (!values.follow) return 0;
-      const stop = interrupted();
+      const stop = untilSignal();
       try {
         while (!(await stop.wait(intervalMs))) {
           // Page forward from the last position seen until caught up: nothing is skipped,
@@ -215,33 +215,4 @@ function formatEvent(e: PositionedChainEvent): string {
   ]
     .filter(Boolean)
     .join('  ');
-}
-
-/** SIGINT/SIGTERM end `--follow` cleanly (exit 0). */
-function interrupted() {
-  let stopped = false;
-  let wake: (() => void) | undefined;
-  const onSignal = () => {
-    stopped = true;
-    wake?.();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    /** Waits `ms`; true once a signal came. */
-    wait(ms: number): Promise<boolean> {
-      if (stopped) return Promise.resolve(true);
-      return new Promise((resolve) => {
-        const timer = setTimeout(() => resolve(stopped), ms);
-        wake = () => {
-          clearTimeout(timer);
-          resolve(true);
-        };
-      });
-    },
-    dispose() {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
 }

@@ -75,3 +75,32 @@ function wholeNumber(label: string, value: unknown, min: number, max: number): n
   }
   return Number(text);
 }
+
+/** SIGINT/SIGTERM end a command's `--watch` or `--follow` cleanly (exit 0). */
+export function untilSignal() {
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  const onSignal = () => {
+    stopped = true;
+    wake?.();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    /** Waits `ms`; true once a signal came. */
+    wait(ms: number): Promise<boolean> {
+      if (stopped) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(stopped), ms);
+        wake = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+      });
+    },
+    dispose() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}

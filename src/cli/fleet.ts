@@ -8,7 +8,7 @@ import { readFleetView } from '../fleet/sql.js';
 import { countPresence, type FleetView, GONE_AFTER_HEARTBEATS } from '../fleet/types.js';
 import { errorText, SILENT_LOGGER } from '../logger.js';
 import { quote } from '../vocabulary.js';
-import { type Command, intFlag, noPositionals, UsageError } from './command.js';
+import { type Command, intFlag, noPositionals, UsageError, untilSignal } from './command.js';
 import {
   openPool,
   readStoreLock,
@@ -92,35 +92,6 @@ async function embeddedReader(
       return body;
     },
     close: async () => {},
-  };
-}
-
-/** SIGINT/SIGTERM end `--watch` cleanly (exit 0). */
-function untilSignal() {
-  let stopped = false;
-  let wake: (() => void) | undefined;
-  const onSignal = () => {
-    stopped = true;
-    wake?.();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    /** Waits `ms`; true once a signal came. */
-    wait(ms: number): Promise<boolean> {
-      if (stopped) return Promise.resolve(true);
-      return new Promise((resolve) => {
-        const timer = setTimeout(() => resolve(stopped), ms);
-        wake = () => {
-          clearTimeout(timer);
-          resolve(true);
-        };
-      });
-    },
-    dispose() {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
   };
 }
 
