@@ -15,18 +15,16 @@
  *   mkdir -p /tmp/http-old && git archive <commit> | tar -x -C /tmp/http-old \
  *     && ln -s "$PWD/node_modules" /tmp/http-old/node_modules
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
+import { autocannonLoad } from './proc.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..');
-const run = promisify(execFile);
 
 const { values } = parseArgs({
   options: {
@@ -68,19 +66,6 @@ async function start(name: string, root: string, extra: string[] = []): Promise<
   return { name, url: (JSON.parse(line) as { url: string }).url, child };
 }
 
-const autocannon = join(
-  dirname(createRequire(import.meta.url).resolve('autocannon')),
-  'autocannon.js',
-);
-
-/** CPU seconds the process `pid` has used (user + system), from /proc (Linux). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-const CLOCK_TICKS = 100; // USER_HZ: 100 on every Linux this runs on
-
 interface Figure {
   /** Requests per wall-clock second. */
   readonly rps: number;
@@ -89,23 +74,8 @@ interface Figure {
 }
 
 /** One autocannon run (its own process) against `server`. */
-async function measure(server: Server, path: string, duration: number): Promise<Figure> {
-  const url = `${server.url}${path}`;
-  const cpu = cpuSeconds(server.child.pid!);
-  const { stdout } = await run(
-    process.execPath,
-    [autocannon, '-j', '-c', String(connections), '-d', String(duration), url],
-    { maxBuffer: 16 * 1024 * 1024 },
-  );
-  const r = JSON.parse(stdout) as {
-    requests: { total: number };
-    duration: number;
-    non2xx: number;
-    errors: number;
-  };
-  if (r.non2xx || r.errors) throw new Error(`${url}: ${r.non2xx} non-2xx, ${r.errors} errors`);
-  const used = cpuSeconds(server.child.pid!) - cpu;
-  return { rps: r.requests.total / r.duration, perCpu: r.requests.total / used };
+function measure(server: Server, path: string, duration: number): Promise<Figure> {
+  return autocannonLoad(`${server.url}${path}`, server.child.pid!, duration, connections);
 }
 
 const median = (xs: number[]) => {

@@ -7,39 +7,10 @@
  * each path, the order flipping. Besides requests/s, each row notes requests per CPU
  * second of the server process (from /proc): on a shared machine that cost moves less.
  */
-import { execFile } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import { BENCH_KEY, throwawaySchema } from './chain.js';
-import { cpuSeconds, spawnChild } from './proc.js';
+import { autocannonLoad as load, spawnChild } from './proc.js';
 import { databaseUrl, median, paired, row, type SuiteOptions } from './stats.js';
 import type { BenchRow } from './types.js';
-
-const run = promisify(execFile);
-const autocannon = join(
-  dirname(createRequire(import.meta.url).resolve('autocannon')),
-  'autocannon.js',
-);
-
-/** One autocannon run (its own process): requests/s, and requests per server CPU-second. */
-async function load(url: string, pid: number, seconds: number, connections: number) {
-  const cpu = cpuSeconds(pid);
-  const { stdout } = await run(
-    process.execPath,
-    [autocannon, '-j', '-c', String(connections), '-d', String(seconds), url],
-    { maxBuffer: 16 * 1024 * 1024 },
-  );
-  const r = JSON.parse(stdout) as {
-    requests: { total: number };
-    duration: number;
-    non2xx: number;
-    errors: number;
-  };
-  if (r.non2xx || r.errors) throw new Error(`${url}: ${r.non2xx} non-2xx, ${r.errors} errors`);
-  const used = cpuSeconds(pid) - cpu;
-  return { rps: r.requests.total / r.duration, perCpu: r.requests.total / Math.max(used, 0.01) };
-}
 
 export async function benchHttp(options: SuiteOptions = {}): Promise<BenchRow[]> {
   const rounds = options.rounds ?? 5;

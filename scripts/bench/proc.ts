@@ -1,8 +1,10 @@
 /** Child processes of the bench: spawn `child.ts` in a mode, talk to it over IPC, stop it. */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -87,4 +89,38 @@ export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+const run = promisify(execFile);
+const autocannon = join(
+  dirname(createRequire(import.meta.url).resolve('autocannon')),
+  'autocannon.js',
+);
+
+/**
+ * One autocannon run against `url`, in a process of its own: requests per wall-clock
+ * second, and per CPU second of the server process `pid` (the cost, less moved by other
+ * load on a shared machine). Any non-2xx answer or error fails the run.
+ */
+export async function autocannonLoad(
+  url: string,
+  pid: number,
+  seconds: number,
+  connections: number,
+): Promise<{ rps: number; perCpu: number }> {
+  const cpu = cpuSeconds(pid);
+  const { stdout } = await run(
+    process.execPath,
+    [autocannon, '-j', '-c', String(connections), '-d', String(seconds), url],
+    { maxBuffer: 16 * 1024 * 1024 },
+  );
+  const r = JSON.parse(stdout) as {
+    requests: { total: number };
+    duration: number;
+    non2xx: number;
+    errors: number;
+  };
+  if (r.non2xx || r.errors) throw new Error(`${url}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+  const used = cpuSeconds(pid) - cpu;
+  return { rps: r.requests.total / r.duration, perCpu: r.requests.total / Math.max(used, 0.01) };
 }
