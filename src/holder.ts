@@ -83,7 +83,7 @@ export class OperationalStateHolder<S extends EventSink = EventSink> {
   #chain: EmitListener | undefined;
   #sink: S | undefined;
   /** The last committed change and its delivery, for the `send` that caused it. */
-  #last: { delivery: Delivery; handled: Promise<void> | undefined } | undefined;
+  #last: { delivery: Delivery; handled: Promise<OperationalState> | undefined } | undefined;
   readonly #stats: HolderStats = {
     commits: 0,
     rejected: 0,
@@ -276,7 +276,7 @@ export class OperationalStateHolder<S extends EventSink = EventSink> {
     this.#last = undefined;
     this.#actor.send(event);
     const last = this.#last as
-      | { delivery: Delivery; handled: Promise<void> | undefined }
+      | { delivery: Delivery; handled: Promise<OperationalState> | undefined }
       | undefined;
     this.#last = undefined;
     if (!last) {
@@ -287,7 +287,7 @@ export class OperationalStateHolder<S extends EventSink = EventSink> {
     // A transition requested from inside a listener resolves at commit: waiting for the
     // listeners would wait for the very listener that asked.
     if (!last.handled || isInsideListener()) return Promise.resolve(next);
-    return last.handled.then(() => next);
+    return last.handled;
   }
 
   /** After the actor's snapshot changed: records the change its facts describe. */

@@ -45,8 +45,9 @@ describe('npm run bench (smoke)', () => {
       'holder.transitionTo, 0 listeners',
       'holder.transitionTo, 1 no-op listener',
       'holder.transitionTo, 10 no-op listeners',
-      'holder.transitionTo, 1 no-op listener declared requestsTransitions: false',
-      'holder.transitionTo, 10 no-op listeners declared requestsTransitions: false',
+      'holder.transitionTo, 1 async no-op listener',
+      'holder.transitionTo, 10 async no-op listeners',
+      'holder.transitionTo, 1 async no-op listener declared requestsTransitions: false',
       'holder.send, 1 no-op listener',
     ]);
     for (const r of results.rows) {
@@ -62,7 +63,7 @@ describe('npm run bench (smoke)', () => {
       cwd: root,
     });
     const lines = table.stdout.trim().split('\n');
-    expect(lines.filter((l) => l.startsWith('| holder |'))).toHaveLength(6);
+    expect(lines.filter((l) => l.startsWith('| holder |'))).toHaveLength(7);
     expect(lines).toContain(
       '| group | figure | value (min / median / max) | baseline, same rounds | baseline value | ratio | target |',
     );

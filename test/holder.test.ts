@@ -447,6 +447,44 @@ describe('holder: listeners', () => {
     expect(h.stats.listenerTimeouts).toBe(0);
   });
 
+  it('an undeclared plain function returning a promise: no deadlock on its first, waited for after', async () => {
+    const logger = recordingLogger();
+    const h = createOperationalStateHolder({ listenerTimeoutMs: 2000, logger });
+    const log: string[] = [];
+    const gate = deferred();
+    let handled = 0;
+    // Not an `async function`: nothing says it has an asynchronous part until it returns one.
+    h.addListener((_old, _next, record) => {
+      if (record.seq === 1) {
+        return Promise.resolve()
+          .then(() => h.transitionTo('active', 'claim acquired'))
+          .then((s) => {
+            log.push(`inner ${s.primaryState}`);
+          });
+      }
+      if (record.seq === 3) return gate.promise.then(() => void handled++);
+      handled++;
+      return undefined;
+    });
+    await ready(h);
+    // The first call's own transition did not wait for the call that requested it.
+    expect(log).toEqual(['inner active']);
+    expect(h.stats.listenerTimeouts).toBe(0);
+    expect(logger.find('error', 'did not handle')).toHaveLength(0);
+    // Since then it runs in the context: a change committed while it is busy waits for it.
+    const p3 = h.transitionTo('ready', 'claim released');
+    await new Promise((r) => setImmediate(r)); // call 3 is in flight, held by the gate
+    let resolved = false;
+    const p4 = h.transitionTo('ready', 'heartbeat').then(() => {
+      resolved = true;
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(resolved).toBe(false);
+    gate.resolve();
+    await Promise.all([p3, p4]);
+    expect(handled).toBe(3);
+  });
+
   it('requestsTransitions: false — the synchronous part is still known as inside; an outside call is not', async () => {
     const logger = recordingLogger();
     const h = createOperationalStateHolder({ listenerTimeoutMs: 100, logger });

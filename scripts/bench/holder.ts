@@ -1,6 +1,7 @@
 /**
  * Holder figures (in-process: CPU-bound): `transitionTo` (ready ⇄ active) with 0, 1 and
- * 10 no-op listeners, and `send` with 1, vs. a bare XState actor of the same machine
+ * 10 no-op listeners (plain functions; and `async` ones, which run in the holder's async
+ * context unless declared), and `send` with 1, vs. a bare XState actor of the same machine
  * doing the same transitions — the cost the holder adds over the actor it wraps. Each
  * round runs a fixed batch of every variant, in a rotated order, after a warm-up round.
  * Also the memory bound: the heap after 1,000,000 transitions vs. after 1,000.
@@ -28,9 +29,17 @@ function bareActor() {
   };
 }
 
-function holderWith(listeners: number, requestsTransitions = true) {
+/**
+ * A holder with `listeners` no-op listeners: plain functions, or `async` ones — which
+ * may request a transition after an `await`, so they run in the holder's async context
+ * unless declared `requestsTransitions: false`.
+ */
+function holderWith(listeners: number, kind: 'sync' | 'async' | 'async declared' = 'sync') {
   const h = createOpstate({ initial: { primaryState: 'ready' }, logger: quiet });
-  for (let i = 0; i < listeners; i++) h.addListener(() => {}, { requestsTransitions });
+  for (let i = 0; i < listeners; i++) {
+    if (kind === 'sync') h.addListener(() => {});
+    else h.addListener(async () => {}, kind === 'async' ? {} : { requestsTransitions: false });
+  }
   return h;
 }
 
@@ -50,8 +59,9 @@ export async function benchHolder(options: SuiteOptions = {}): Promise<BenchRow[
   const h0 = holderWith(0);
   const h1 = holderWith(1);
   const h10 = holderWith(10);
-  const h1q = holderWith(1, false);
-  const h10q = holderWith(10, false);
+  const h1a = holderWith(1, 'async');
+  const h10a = holderWith(10, 'async');
+  const h1q = holderWith(1, 'async declared');
   const s1 = holderWith(1);
   const sendFlip = () =>
     s1.send(
@@ -68,11 +78,12 @@ export async function benchHolder(options: SuiteOptions = {}): Promise<BenchRow[
     t0: () => timed(flip(h0)),
     t1: () => timed(flip(h1)),
     t10: () => timed(flip(h10)),
+    t1a: () => timed(flip(h1a)),
+    t10a: () => timed(flip(h10a)),
     t1q: () => timed(flip(h1q)),
-    t10q: () => timed(flip(h10q)),
     s1: () => timed(sendFlip),
   });
-  for (const h of [h0, h1, h10, h1q, h10q, s1]) {
+  for (const h of [h0, h1, h10, h1a, h10a, h1q, s1]) {
     if (h.stats.commits < batch * rounds) throw new Error(`holder committed ${h.stats.commits}`);
   }
   const baseline = 'bare XState actor `send` of the same machine (ready ⇄ active)';
@@ -120,24 +131,35 @@ export async function benchHolder(options: SuiteOptions = {}): Promise<BenchRow[
     row(
       {
         group: 'holder',
-        name: 'holder.transitionTo, 1 no-op listener declared requestsTransitions: false',
+        name: 'holder.transitionTo, 1 async no-op listener',
+        unit: 'ops/s',
+        baseline,
+        note,
+      },
+      r.t1a.value,
+      r.t1a.baseline,
+    ),
+    row(
+      {
+        group: 'holder',
+        name: 'holder.transitionTo, 10 async no-op listeners',
+        unit: 'ops/s',
+        baseline,
+        note,
+      },
+      r.t10a.value,
+      r.t10a.baseline,
+    ),
+    row(
+      {
+        group: 'holder',
+        name: 'holder.transitionTo, 1 async no-op listener declared requestsTransitions: false',
         unit: 'ops/s',
         baseline,
         note,
       },
       r.t1q.value,
       r.t1q.baseline,
-    ),
-    row(
-      {
-        group: 'holder',
-        name: 'holder.transitionTo, 10 no-op listeners declared requestsTransitions: false',
-        unit: 'ops/s',
-        baseline,
-        note,
-      },
-      r.t10q.value,
-      r.t10q.baseline,
     ),
     row(
       { group: 'holder', name: 'holder.send, 1 no-op listener', unit: 'ops/s', baseline, note },

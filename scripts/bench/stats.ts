@@ -90,8 +90,12 @@ export async function paired<K extends string>(
       const pair = [variants[name], baseline];
       if (r % 2 === 1) pair.reverse();
       const [a, b] = [pair[0]!, pair[1]!];
+      // Each side starts from an idle turn, so it inherits no state of the one before
+      // (e.g. the holder's async context, switched off only once the process is idle).
+      await idleTurn();
       gc?.();
       const first = await a();
+      await idleTurn();
       gc?.();
       const second = await b();
       if (r < 0) continue;
@@ -103,6 +107,8 @@ export async function paired<K extends string>(
   }
   return out;
 }
+
+const idleTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Milliseconds since the epoch, sub-millisecond, comparable across processes on one host. */
 export function epochMs(): number {

@@ -64,13 +64,15 @@ function pickRow(rows: TransitionRow[], trigger: string): TransitionRow {
   return rows.find((r) => !ROW_KEYWORDS.some(([, e]) => e === r.event)) ?? rows[0]!;
 }
 
-function stripUndefined(obj: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(obj)) if (value !== undefined) out[key] = value;
-  return out;
+/** The rows of each `(from, to)` pair, found once (not a table search per change). */
+const ROWS_BY_PAIR = new Map<string, TransitionRow[]>();
+for (const row of TRANSITION_TABLE) {
+  const key = `${row.from}>${row.to}`;
+  ROWS_BY_PAIR.set(key, [...(ROWS_BY_PAIR.get(key) ?? []), row]);
 }
 
-function transitionFields(opts: TransitionOptions): Record<string, unknown> {
+/** Adds the options' defined fields to `event` (parsed; event-specific ones pass through). */
+function addFields(event: Record<string, unknown>, opts: TransitionOptions): void {
   if (opts === null || typeof opts !== 'object') {
     throw new OperationalStateInputError(
       'opts',
@@ -78,23 +80,18 @@ function transitionFields(opts: TransitionOptions): Record<string, unknown> {
       `options must be an object, got ${quote(opts)}`,
     );
   }
-  return stripUndefined({
-    claimPermission:
-      opts.claimPermission === undefined
-        ? undefined
-        : parseClaimPermission(opts.claimPermission, 'claimPermission'),
-    addReasons:
-      opts.addReasons === undefined ? undefined : parseReasons(opts.addReasons, 'addReasons'),
-    removeReasons:
-      opts.removeReasons === undefined
-        ? undefined
-        : parseReasons(opts.removeReasons, 'removeReasons'),
-    details: opts.details,
-    // Event-specific fields pass through; the event schema refuses them where they do not apply.
-    cause: opts.cause,
-    reconciledSpendUsd: opts.reconciledSpendUsd,
-    thresholdUsd: opts.thresholdUsd,
-  });
+  if (opts.claimPermission !== undefined) {
+    event.claimPermission = parseClaimPermission(opts.claimPermission, 'claimPermission');
+  }
+  if (opts.addReasons !== undefined) event.addReasons = parseReasons(opts.addReasons, 'addReasons');
+  if (opts.removeReasons !== undefined) {
+    event.removeReasons = parseReasons(opts.removeReasons, 'removeReasons');
+  }
+  // The event schema refuses the event-specific ones where they do not apply.
+  if (opts.details !== undefined) event.details = opts.details;
+  if (opts.cause !== undefined) event.cause = opts.cause;
+  if (opts.reconciledSpendUsd !== undefined) event.reconciledSpendUsd = opts.reconciledSpendUsd;
+  if (opts.thresholdUsd !== undefined) event.thresholdUsd = opts.thresholdUsd;
 }
 
 /**
@@ -109,7 +106,8 @@ export function eventForTransition(
   trigger: string,
   opts: TransitionOptions,
 ): Record<string, unknown> {
-  const fields = transitionFields(opts);
+  const event: Record<string, unknown> = { type: 'update', trigger };
+  addFields(event, opts);
   if (from === 'stopped') {
     throw new InvalidStateTransitionError(
       from,
@@ -119,9 +117,9 @@ export function eventForTransition(
       'stopped is final',
     );
   }
-  if (to === from) return { type: 'update', trigger, ...fields };
-  const rows = TRANSITION_TABLE.filter((r) => r.from === from && r.to === to);
-  if (rows.length === 0) {
+  if (to === from) return event;
+  const rows = ROWS_BY_PAIR.get(`${from}>${to}`);
+  if (rows === undefined) {
     throw new InvalidStateTransitionError(
       from,
       to,
@@ -130,9 +128,8 @@ export function eventForTransition(
       `no §9.1 row ${from} → ${to}`,
     );
   }
-  const row = pickRow(rows, trigger);
-  const event: Record<string, unknown> = { type: row.event, trigger, ...fields };
-  if (row.event === 'pause' && opts.cause === undefined) {
+  event.type = pickRow(rows, trigger).event;
+  if (event.type === 'pause' && opts.cause === undefined) {
     event.cause = PAUSE_CAUSE_HINTS.find(([re]) => re.test(trigger))?.[1] ?? 'operator';
   }
   return event;

@@ -60,12 +60,15 @@ export interface AddListenerOptions {
    */
   pipelined?: boolean;
   /**
-   * Default `true`. `false` says this listener never requests a transition from the
-   * asynchronous part of its code (after an `await`): its calls then run without an
-   * `AsyncLocalStorage` context, whose promise hooks every promise in the process pays
-   * for while one is active. A transition requested in the synchronous part is still
-   * known to come from inside; one requested after an `await` is not, and waits for
-   * this very listener (until the timeout). The package's own listeners declare it.
+   * Whether this listener may request a transition from the asynchronous part of its code
+   * (after an `await`), so that transition resolves at commit instead of waiting for this
+   * very listener. Such calls run in an `AsyncLocalStorage` context, whose promise hooks
+   * every promise in the process pays for while one is active. Undeclared: an `async
+   * function` is assumed to; a plain function runs without the context until it first
+   * returns a promise (that call's later transitions do not wait for it; its later calls
+   * run in the context). `false`: never — one requested after an `await` then waits for
+   * this listener until the timeout. A transition requested in the synchronous part is
+   * always known to come from inside. The package's own listeners declare `false`.
    */
   requestsTransitions?: boolean;
 }
@@ -88,7 +91,9 @@ interface ListenerEntry {
   active: boolean;
   readonly pipelined: boolean;
   /** Runs in the {@link insideListener} context (it may request transitions after an await). */
-  readonly marked: boolean;
+  marked: boolean;
+  /** Undeclared: marked once it shows an asynchronous part (see {@link call}). */
+  readonly adaptive: boolean;
   /**
    * Set when a delivery overran the timeout; cleared once the listener has caught up.
    * Meanwhile its deliveries still queue (in order, one at a time), but no transition
@@ -119,10 +124,24 @@ export function isInsideListener(): boolean {
   return syncDepth > 0 || (markedInFlight > 0 && insideListener.getStore() === true);
 }
 
+/** `async function`s (bound ones too): known to have an asynchronous part before the first call. */
+const AsyncFunction = Object.getPrototypeOf(async () => {}).constructor as FunctionConstructor;
+
 function call(entry: ListenerEntry, d: Delivery): void | Promise<void> {
   syncDepth++;
   try {
-    if (!entry.marked) return entry.fn(d.old, d.next, d.record, d.facts);
+    if (!entry.marked) {
+      const result = entry.fn(d.old, d.next, d.record, d.facts);
+      if (entry.adaptive && typeof (result as PromiseLike<void> | undefined)?.then === 'function') {
+        // An undeclared plain function that returned a promise: its later calls run in the
+        // context. This call's asynchronous part ran without it, so a transition it requests
+        // could not be told from an outside one: until the listener catches up, no
+        // transition waits for it (as after a timeout) — it cannot wait for itself.
+        entry.marked = true;
+        entry.overrun = true;
+      }
+      return result;
+    }
     markedInFlight++;
     let result: void | Promise<void>;
     try {
@@ -141,13 +160,19 @@ function call(entry: ListenerEntry, d: Delivery): void | Promise<void> {
   }
 }
 
-// Disabled once the queued work is done, not after every call: the listeners of one
-// change run in consecutive microtasks, and each enable/disable toggles the hooks.
+// Disabled once the process is idle (the next turn of the event loop), not after every
+// call: a burst of changes runs in microtasks, and each enable/disable re-installs the
+// promise hooks — measured, toggling per change cost more than the hooks left on.
+let disableQueued = false;
 const disableIfIdle = () => {
+  disableQueued = false;
   if (markedInFlight === 0) insideListener.disable();
 };
 function unmark(): void {
-  if (--markedInFlight === 0) queueMicrotask(disableIfIdle);
+  if (--markedInFlight === 0 && !disableQueued) {
+    disableQueued = true;
+    setImmediate(disableIfIdle).unref();
+  }
 }
 
 /** @internal Counters the delivery updates. */
@@ -190,6 +215,10 @@ export class Listeners {
         `listener must be a function, got ${quote(listener)}`,
       );
     }
+    const declared =
+      options.requestsTransitions ??
+      (listener as { requestsTransitions?: unknown }).requestsTransitions;
+    const requests = declared === undefined ? undefined : declared !== false;
     const entry: ListenerEntry = {
       fn: listener,
       name: options.name ?? (listener.name || `listener#${this.#entries.length + 1}`),
@@ -199,9 +228,8 @@ export class Listeners {
       active: true,
       // A listener may ask for it itself (the chain emit listener does).
       pipelined: (options.pipelined ?? (listener as { pipelined?: unknown }).pipelined) === true,
-      marked:
-        (options.requestsTransitions ??
-          (listener as { requestsTransitions?: unknown }).requestsTransitions) !== false,
+      marked: requests === true || (requests === undefined && listener instanceof AsyncFunction),
+      adaptive: requests === undefined,
     };
     this.#entries.push(entry);
     return () => {
@@ -212,11 +240,12 @@ export class Listeners {
   }
 
   /** Queues the change on every listener; settles when all handled it or the timeout passed. */
-  dispatch(d: Delivery): Promise<void> {
-    if (this.#entries.length === 0) return Promise.resolve();
+  dispatch(d: Delivery): Promise<OperationalState> {
+    if (this.#entries.length === 0) return Promise.resolve(d.next);
+    // Resolves with the new state itself: the transition's own promise, no second hop.
     let resolve!: () => void;
-    const done = new Promise<void>((r) => {
-      resolve = r;
+    const done = new Promise<OperationalState>((r) => {
+      resolve = () => r(d.next);
     });
     const watch: Watch = {
       deadline: this.#clock() + this.timeoutMs,
