@@ -6,6 +6,7 @@
  * answered by the app, and logged.
  */
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { Gauge, Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createOperationalStateHolder, type OperationalStateHolder } from '../src/holder.js';
@@ -218,4 +219,60 @@ describe('the event stream on the fast path (written to the socket, no web strea
       await server.close();
     }
   }, 60_000);
+
+  it('on the wire: HTTP/1.1 gets each message as one chunk, HTTP/1.0 the bare stream', async () => {
+    const holder = createOperationalStateHolder({
+      initial: { primaryState: 'ready' },
+      logger: recordingLogger(),
+    });
+    const server = await startStatusServer({ holder, logger: recordingLogger() });
+    const { hostname, port } = new URL(server.url);
+    /** Raw bytes of the stream, read until `until` holds. */
+    const raw = (version: string, until: (text: string) => boolean) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), hostname);
+        let text = '';
+        socket.setEncoding('latin1');
+        socket.on('data', (d: string) => {
+          text += d;
+          if (until(text)) {
+            socket.destroy();
+            resolve(text);
+          }
+        });
+        socket.on('error', reject);
+        socket.write(
+          `GET /api/operational-state/stream ${version}\r\nHost: ${hostname}:${port}\r\n\r\n`,
+        );
+      });
+    try {
+      const framed = await raw('HTTP/1.1', (t) =>
+        /\r\n\r\n[\s\S]*"kind":"snapshot"[\s\S]*\n\n\r\n/.test(t),
+      );
+      const [head, body] = [
+        framed.slice(0, framed.indexOf('\r\n\r\n')),
+        framed.slice(framed.indexOf('\r\n\r\n') + 4),
+      ];
+      expect(head.toLowerCase()).toContain('transfer-encoding: chunked');
+      // Chunks: <hex size>CRLF<exactly that many bytes>CRLF — the retry line, then the snapshot.
+      const chunks: string[] = [];
+      let rest = body;
+      while (rest.length > 0) {
+        const eol = rest.indexOf('\r\n');
+        const size = Number.parseInt(rest.slice(0, eol), 16);
+        expect(rest.slice(eol + 2 + size, eol + 4 + size)).toBe('\r\n');
+        chunks.push(Buffer.from(rest.slice(eol + 2, eol + 2 + size), 'latin1').toString('utf8'));
+        rest = rest.slice(eol + 4 + size);
+      }
+      expect(chunks[0]).toBe('retry: 2000\n\n');
+      expect(chunks[1]).toMatch(/^data: \{"kind":"snapshot"/);
+      const bare = await raw('HTTP/1.0', (t) => /"kind":"snapshot"[\s\S]*\n\n/.test(t));
+      expect(bare.toLowerCase()).not.toContain('transfer-encoding');
+      expect(bare.slice(bare.indexOf('\r\n\r\n') + 4)).toMatch(
+        /^retry: 2000\n\ndata: \{"kind":"snapshot"/,
+      );
+    } finally {
+      await server.close();
+    }
+  });
 });

@@ -86,6 +86,18 @@ const HEADERS = {
 } as const;
 
 const encoder = new TextEncoder();
+
+const CRLF = Buffer.from('\r\n');
+/** Each message's HTTP/1.1 chunk, framed once and shared by every node client. */
+const chunks = new WeakMap<Uint8Array, Buffer>();
+function chunk(bytes: Uint8Array): Buffer {
+  let framed = chunks.get(bytes);
+  if (!framed) {
+    framed = Buffer.concat([Buffer.from(`${bytes.length.toString(16)}\r\n`), bytes, CRLF]);
+    chunks.set(bytes, framed);
+  }
+  return framed;
+}
 const RETRY = encoder.encode('retry: 2000\n\n');
 
 /** One open stream. `seq`: the newest record it was given (by snapshot or change). */
@@ -302,20 +314,34 @@ export function createStreamHub(core: StatusCore): StreamHub {
 
   function openNode(res: ServerResponse): () => void {
     res.writeHead(200, HEADERS);
+    res.flushHeaders();
+    // Chunked (HTTP/1.1): each message goes to the socket as one chunk framed once for
+    // every client — one socket write, where `res.write` makes four of every message.
+    const socket = (res as { chunkedEncoding?: boolean }).chunkedEncoding ? res.socket : null;
+    const onDrain = () => flush(client);
     const client: Client = {
-      out: {
-        room: () => !res.writableNeedDrain && !res.destroyed,
-        write: (bytes) => void res.write(bytes),
-        end: () => res.end(),
-      },
+      out: socket
+        ? {
+            room: () => !socket.writableNeedDrain && !socket.destroyed,
+            write: (bytes) => void socket.write(chunk(bytes)),
+            end: () => res.end(),
+          }
+        : {
+            room: () => !res.writableNeedDrain && !res.destroyed,
+            write: (bytes) => void res.write(bytes),
+            end: () => res.end(),
+          },
       seq: 0,
       pending: [],
       stale: true,
       closed: false,
       close: () => void leave(client, true),
     };
-    res.on('drain', () => flush(client));
-    res.once('close', () => leave(client, false));
+    (socket ?? res).on('drain', onDrain);
+    res.once('close', () => {
+      (socket ?? res).off('drain', onDrain);
+      leave(client, false);
+    });
     join(client);
     flush(client);
     return client.close;
