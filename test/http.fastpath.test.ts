@@ -154,13 +154,19 @@ describe('the fast path answers what the app answers', () => {
 });
 
 describe('the event stream on the fast path (written to the socket, no web stream)', () => {
-  it('a client that stops reading is coalesced, not dropped: it reads on to a snapshot at the newest change', async () => {
+  /** A server over a holder in `ready`. */
+  async function readyServer() {
     const holder = createOperationalStateHolder({
       initial: { primaryState: 'ready' },
       logger: recordingLogger(),
     });
     const server = await startStatusServer({ holder, logger: recordingLogger() });
     const { hostname, port } = new URL(server.url);
+    return { holder, server, hostname, port };
+  }
+
+  it('a client that stops reading is coalesced, not dropped: it reads on to a snapshot at the newest change', async () => {
+    const { holder, server, hostname, port } = await readyServer();
     let res: import('node:http').IncomingMessage | undefined;
     try {
       const stream = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
@@ -221,12 +227,7 @@ describe('the event stream on the fast path (written to the socket, no web strea
   }, 60_000);
 
   it('on the wire: HTTP/1.1 gets each message as one chunk, HTTP/1.0 the bare stream', async () => {
-    const holder = createOperationalStateHolder({
-      initial: { primaryState: 'ready' },
-      logger: recordingLogger(),
-    });
-    const server = await startStatusServer({ holder, logger: recordingLogger() });
-    const { hostname, port } = new URL(server.url);
+    const { server, hostname, port } = await readyServer();
     /** Raw bytes of the stream, read until `until` holds. */
     const raw = (version: string, until: (text: string) => boolean) =>
       new Promise<string>((resolve, reject) => {
