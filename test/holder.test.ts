@@ -224,6 +224,19 @@ describe('holder: the seed cases', () => {
 });
 
 describe('holder: transitions', () => {
+  it('transitionTo carries its details and an explicit pause cause into the record', async () => {
+    const h = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
+    await h.transitionTo('ready', 'recheck', { details: { probe: 'db', ms: 12 } });
+    // A trigger with no cause hint: the cause is the one given, not the fallback 'operator'.
+    await h.transitionTo('paused', 'ledger says so', { cause: 'cost_limit' });
+    expect(h.history()).toMatchObject([
+      { event: 'update', trigger: 'recheck', details: { probe: 'db', ms: 12 } },
+      { event: 'pause', trigger: 'ledger says so', cause: 'cost_limit' },
+    ]);
+    expect(h.history()[0]).not.toHaveProperty('cause');
+    expect(h.history()[1]).not.toHaveProperty('details');
+  });
+
   it('send() is the XState-native path and resolves with the new state', async () => {
     const h = createOperationalStateHolder();
     await h.send({ type: 'boot.gates_passed', claimPermission: 'critical_only' });
@@ -444,6 +457,50 @@ describe('holder: listeners', () => {
     });
     await ready(h);
     expect(log).toEqual(['1:ready', 'inner resolved active', '2:active']);
+    expect(h.stats.listenerTimeouts).toBe(0);
+  });
+
+  it('an async function is waited for from its first call: a change committed meanwhile waits for it', async () => {
+    const h = createOperationalStateHolder({ initial: { primaryState: 'ready' } });
+    const gate = deferred();
+    const entered = deferred();
+    const handled: number[] = [];
+    h.addListener(async (_old, _next, record) => {
+      if (record.seq === 1) {
+        entered.resolve();
+        await gate.promise;
+      }
+      handled.push(record.seq);
+    });
+    const first = h.transitionTo('active', 'claim acquired');
+    await entered.promise; // its first call is in flight, held by the gate
+    let resolved = false;
+    const second = h.transitionTo('ready', 'claim released').then(() => {
+      resolved = true;
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(resolved).toBe(false);
+    gate.resolve();
+    await Promise.all([first, second]);
+    expect(handled).toEqual([1, 2]);
+  });
+
+  it('requestsTransitions: true — a plain function is in the context from its first call', async () => {
+    const h = createOperationalStateHolder({ listenerTimeoutMs: 2000 });
+    const log: string[] = [];
+    h.addListener(
+      (_old, next) => {
+        if (next.primaryState !== 'ready') return undefined;
+        return new Promise((r) => setImmediate(r))
+          .then(() => h.transitionTo('active', 'claim acquired'))
+          .then((s) => {
+            log.push(`inner ${s.primaryState}`);
+          });
+      },
+      { requestsTransitions: true },
+    );
+    await ready(h);
+    expect(log).toEqual(['inner active']);
     expect(h.stats.listenerTimeouts).toBe(0);
   });
 
