@@ -294,10 +294,12 @@ export class SqlEventSink implements DurableChainSink {
     if (!session) throw new Error(`${this.#backend.tag} sink not started`);
     const asyncCommit = this.#asyncCommit;
     let stored: number;
+    let durable = false;
     if (this.#keyed) {
       const r = await this.#keyed.append(session, events, asyncCommit);
       if (r.head) this.#head = r.head;
       stored = r.stored;
+      durable = r.durable;
     } else {
       const sql = asyncCommit ? APPEND_ASYNC_SQL : APPEND_SQL;
       const { rows } = await session.query(sql, [JSON.stringify(events)]);
@@ -305,9 +307,11 @@ export class SqlEventSink implements DurableChainSink {
       stored = Number(r?.stored ?? 0);
       if (r && stored > 0) this.#head = { chain_seq: Number(r.head_seq), hash: r.head_hash };
     }
-    // Durable only once the WAL is flushed past the commit: the barrier's own synchronous
-    // commit does that, outside the chain lock (and covers a retry that found them stored).
-    if (asyncCommit) await session.query(this.#backend.walBarrier!);
+    // Durable only once the WAL is flushed past the commit. An append committed
+    // asynchronously (unkeyed; a keyed one on one session) waits on the barrier's own
+    // synchronous commit, outside the chain lock; it covers a retry that found them
+    // stored, too. A keyed append on a pool committed synchronously (KeyedAppender).
+    if (asyncCommit && !durable) await session.query(this.#backend.walBarrier!);
     return stored;
   }
 

@@ -3,10 +3,20 @@
  * onto the head it knows and stores it, optimistically in one statement, else under the
  * chain lock; a retried event is skipped, a reused instance id refused.
  */
-import { randomUUID } from 'node:crypto';
-import canonicalize from 'canonicalize';
-import { quote } from '../vocabulary.js';
-import { type ChainKey, ChainWriteError, isEmittedTimestamp, linkV2 } from './keyed.js';
+import { appendByOffer, type OfferPool, offerPool } from './groupLink.js';
+import type { ChainKey } from './keyed.js';
+import {
+  explainRefusal,
+  identity,
+  identityOf,
+  type KnownHead,
+  link,
+  type Prepared,
+  pairKey,
+  prepare,
+  reused,
+  type Taken,
+} from './linking.js';
 import { CHAIN_LOCK_CLASS, LINK_V2, type SqlSession } from './sql.js';
 import { inTransaction } from './transaction.js';
 import type { ChainEvent, ChainHead } from './types.js';
@@ -35,175 +45,73 @@ const INSERT_SQL = `INSERT INTO event_log (event_id, workspace_id, agent_id, ins
       instance_id text, seq bigint, event_type text, payload jsonb, occurred_at timestamptz,
       chain_seq bigint, prev_event_hash text, this_event_hash text)`;
 
-interface Taken {
-  chain_seq: number;
-  workspace_id: string;
-  agent_id: string;
-  event_type: string;
-  payload: unknown;
-  occurred_at: string;
-}
-
-/** What an event is, for telling a retry from a reused instance id. */
-const identity = (e: Omit<Taken, 'chain_seq'>) =>
-  canonicalize([e.workspace_id, e.agent_id, e.event_type, e.occurred_at, e.payload]) as string;
-
-const pairKey = (instance: string, seq: number | string) => `${seq}\u0000${instance}`;
-
-/** One event as the database will hold it (JSON-normalized payload). */
-interface Prepared {
-  readonly workspace_id: string;
-  readonly agent_id: string;
-  readonly instance_id: string;
-  readonly seq: number;
-  readonly event_type: string;
-  readonly occurred_at: string;
-  readonly payload: unknown;
-}
-
-/** Runs `fn` (a canonicalization) on `e`; an event with no canonical form is refused for good. */
-function canonical<T>(e: Prepared, fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    // e.g. a lone surrogate: no canonical form, so no link — refused, not retried.
-    throw new ChainWriteError(
-      `${e.instance_id} seq ${e.seq} has no canonical JSON form: ${(err as Error).message}`,
-      '22P02',
-      undefined,
-      { cause: err },
-    );
-  }
-}
-
-/** {@link identity} of a prepared event, computed when needed (only to compare a retry). */
-const identities = new WeakMap<Prepared, string>();
-function identityOf(e: Prepared): string {
-  let id = identities.get(e);
-  if (id === undefined) {
-    id = canonical(e, () => identity(e));
-    identities.set(e, id);
-  }
-  return id;
-}
-
-/** Validates a batch (one workspace, linkable times and payloads): refusals are permanent. */
-function prepare(events: readonly ChainEvent[]): Prepared[] {
-  const ws = events[0]?.workspace_id;
-  return events.map((e) => {
-    if (e.workspace_id !== ws) {
-      throw new ChainWriteError(
-        `one append holds one workspace: ${quote(ws)}, then ${quote(e.workspace_id)}`,
-        '22023',
-      );
-    }
-    if (!isEmittedTimestamp(e.occurred_at)) {
-      throw new ChainWriteError(
-        `occurred_at ${quote(e.occurred_at)} of ${e.instance_id} seq ${e.seq} is not a millisecond ISO-8601 UTC time`,
-        '22007',
-      );
-    }
-    return {
-      workspace_id: e.workspace_id,
-      agent_id: e.agent_id ?? 'default',
-      instance_id: e.instance_id,
-      seq: e.seq,
-      event_type: e.event_type,
-      occurred_at: e.occurred_at,
-      payload: JSON.parse(JSON.stringify(e.payload)) as unknown,
-    };
-  });
-}
-
-const reused = (e: { instance_id: string; seq: number | string }, chainSeq: number, ws: string) =>
-  new ChainWriteError(
-    `instance id reused: instance ${quote(e.instance_id)} seq ${e.seq} is already stored as another event ` +
-      `(#${chainSeq} of workspace ${quote(ws)}); an instance id must be unique per run`,
-    '23505',
-    'event_log_instance_seq_key',
-  );
-
-/** A head as the chain has it: position 0 and no hash for an empty chain. */
-interface KnownHead {
-  readonly seq: number;
-  readonly hash: string | null;
-}
-
-/**
- * Links `batch` onto `head`: a new event id, position and HMAC each. A pair repeated in
- * the batch is a retry (skipped) or another event (refused).
- */
-function link(key: ChainKey, batch: readonly Prepared[], head: KnownHead) {
-  const rows: Record<string, unknown>[] = [];
-  const seen = new Map<string, { event: Prepared; chainSeq: number }>();
-  let seq = head.seq;
-  let hash = head.hash;
-  for (const e of batch) {
-    const pair = pairKey(e.instance_id, e.seq);
-    const prior = seen.get(pair);
-    if (prior) {
-      if (identityOf(prior.event) === identityOf(e)) continue;
-      throw reused(e, prior.chainSeq, e.workspace_id);
-    }
-    const eventId = randomUUID();
-    const linked = canonical(e, () =>
-      linkV2(key, hash, { ...e, event_id: eventId, chain_seq: seq + 1 }),
-    );
-    rows.push({
-      ...e,
-      event_id: eventId,
-      chain_seq: seq + 1,
-      prev_event_hash: hash,
-      this_event_hash: linked,
-    });
-    seen.set(pair, { event: e, chainSeq: seq + 1 });
-    seq += 1;
-    hash = linked;
-  }
-  return { rows, head: { seq, hash } };
-}
-
 const APPEND_KEYED_SQL = (fn: string) =>
   `SELECT ${fn}($1::bigint, $2::text, $3::text, $4::jsonb) AS r`;
 const APPEND_KEYED = APPEND_KEYED_SQL('kora_opstate_append_keyed');
 /** Committing asynchronously (migration 4): the caller runs its WAL barrier next. */
 const APPEND_KEYED_ASYNC = APPEND_KEYED_SQL('kora_opstate_append_keyed_async');
 
+/** What an append stored, the head after it, and whether it is flushed already. @internal */
+export interface KeyedAppend {
+  stored: number;
+  head: ChainHead | undefined;
+  durable: boolean;
+}
+
 /** Optimistic tries (one statement each) before appending under an explicit lock. */
 const OPTIMISTIC_TRIES = 2;
+
+/** Offers in a row linked alone before a writer tries one statement again. */
+const ALONE_TO_UNCONTEND = 8;
 
 /**
  * A keyed sink's writer. It links each batch onto the head it knows and stores it with
  * one statement (`kora_opstate_append_keyed`, migration 3), which takes the chain lock
  * and stores the batch only if that is still the head — the common case, one round trip.
- * Otherwise it learns the head (another writer appended) and relinks; after
- * {@link OPTIMISTIC_TRIES} it appends in one transaction holding the lock while it links
- * (BEGIN, lock, read, insert, COMMIT), so contention cannot starve it. An
- * `(instance_id, seq)` already stored is skipped when it is the same event (a retry) and
- * refused (23505) otherwise.
+ * When the head moved (another writer appended):
+ * - on a `pg.Pool`, it offers the batch (migration 7, `groupLink.ts`) and keeps offering
+ *   while writers contend: the writers of a chain are then linked in batches, one commit
+ *   each. Both commit synchronously: no writer waits on the lock behind another's flush
+ *   (contended writers share one), so no WAL barrier is needed after them;
+ * - on one session (PGlite), it relinks; after {@link OPTIMISTIC_TRIES} it appends in one
+ *   transaction holding the lock while it links, so contention cannot starve it.
+ * An `(instance_id, seq)` already stored is skipped when it is the same event (a retry)
+ * and refused (23505) otherwise.
  * @internal
  */
 export class KeyedAppender {
   readonly #key: ChainKey;
   /** The head after the last append, or as last learned; undefined when unknown. */
   #known: KnownHead | undefined;
+  /** The head moved under its last append (another writer): it offers instead (pools only). */
+  #contended = false;
+  /** Offers in a row it linked alone (see {@link ALONE_TO_UNCONTEND}). */
+  #alone = 0;
 
   constructor(key: ChainKey) {
     this.#key = key;
   }
 
-  /** `asyncCommit`: commit without waiting for the WAL flush (the caller then waits for it). */
+  /**
+   * `asyncCommit`: on one session, commit without waiting for the WAL flush (the caller
+   * then waits for it). `durable`: the append is flushed already (no barrier needed).
+   */
   async append(
     session: SqlSession,
     events: readonly ChainEvent[],
     asyncCommit = false,
-  ): Promise<{ stored: number; head: ChainHead | undefined }> {
+  ): Promise<KeyedAppend> {
     let batch = prepare(events);
+    const pool = offerPool(session);
+    const sync = pool !== undefined || !asyncCommit;
     try {
-      for (let attempt = 0; attempt < OPTIMISTIC_TRIES && batch.length > 0; attempt++) {
+      // While writers contend, the head this writer knows is stale: offer at once.
+      if (pool && this.#contended) return await this.#offer(pool, batch);
+      const tries = pool ? 1 : OPTIMISTIC_TRIES;
+      for (let attempt = 0; attempt < tries && batch.length > 0; attempt++) {
         const expected = this.#known ?? { seq: 0, hash: null };
         const { rows, head } = link(this.#key, batch, expected);
-        if (rows.length === 0) return { stored: 0, head: undefined };
+        if (rows.length === 0) return { stored: 0, head: undefined, durable: false };
         let r: {
           stored: number;
           head_seq?: number | null;
@@ -213,7 +121,7 @@ export class KeyedAppender {
         try {
           ({
             rows: [{ r }],
-          } = await session.query(asyncCommit ? APPEND_KEYED_ASYNC : APPEND_KEYED, [
+          } = await session.query(sync ? APPEND_KEYED : APPEND_KEYED_ASYNC, [
             expected.seq === 0 ? null : expected.seq,
             expected.hash,
             this.#key.keyId,
@@ -224,7 +132,11 @@ export class KeyedAppender {
         }
         if (r.stored > 0) {
           this.#known = head;
-          return { stored: r.stored, head: { chain_seq: head.seq, hash: head.hash! } };
+          return {
+            stored: r.stored,
+            head: { chain_seq: head.seq, hash: head.hash! },
+            durable: sync,
+          };
         }
         // Not the head any more, or some pairs are stored already (the same events: a
         // retry — another event there is refused by the function).
@@ -232,12 +144,28 @@ export class KeyedAppender {
         const taken = new Set((r.taken ?? []).map((t) => pairKey(t.instance_id, t.seq)));
         batch = batch.filter((e) => !taken.has(pairKey(e.instance_id, e.seq)));
       }
-      if (batch.length === 0) return { stored: 0, head: undefined };
-      return await this.#appendLocked(session, batch, asyncCommit);
+      // All of it was stored before: a retry, whose first commit the barrier covers.
+      if (batch.length === 0) return { stored: 0, head: undefined, durable: false };
+      if (pool) {
+        this.#contended = true;
+        return await this.#offer(pool, batch);
+      }
+      return { ...(await this.#appendLocked(session, batch, asyncCommit)), durable: !asyncCommit };
     } catch (err) {
       this.#known = undefined;
       throw err;
     }
+  }
+
+  /** Through an offer (migration 7): linked in a batch with the other writers' offers. */
+  async #offer(pool: OfferPool, batch: Prepared[]): Promise<KeyedAppend> {
+    const r = await appendByOffer(pool, this.#key, batch);
+    // Leading its own offer alone, again and again: no one contends any more, and one
+    // statement will do again. (Once alone proves little: two writers often take turns.)
+    this.#alone = r.led === 1 ? this.#alone + 1 : 0;
+    this.#contended = this.#alone < ALONE_TO_UNCONTEND;
+    this.#known = r.head ? { seq: r.head.chain_seq, hash: r.head.hash } : undefined;
+    return { stored: r.stored, head: r.head, durable: true };
   }
 
   /** The same, holding the chain lock while linking: one transaction, five round trips. */
@@ -292,20 +220,4 @@ export class KeyedAppender {
       };
     });
   }
-}
-
-/** A CHECK's own message does not say which event it refused: name it (as migration 3 does). */
-function explainRefusal(err: unknown, rows: Record<string, unknown>[]): unknown {
-  const e = err as { code?: string; constraint?: string; detail?: string; message?: string };
-  if (e?.code !== '23514') return err;
-  const id = /Failing row contains \(([0-9a-f-]{36}),/.exec(e.detail ?? '')?.[1];
-  const refused = rows.filter((r) => r.event_id === id);
-  const named = refused.length ? refused : rows;
-  return new ChainWriteError(
-    `event_log refused event type ${named.map((r) => String(r.event_type)).join(', ')} ` +
-      `(instance ${String(named[0]!.instance_id)}, seq ${String(named[0]!.seq)}): ${e.message}`,
-    '23514',
-    e.constraint,
-    { cause: err },
-  );
 }

@@ -8,6 +8,7 @@ import { ASYNC_COMMIT } from './migrations/asyncCommit.js';
 import { EVENT_LOG } from './migrations/eventLog.js';
 import { FLEET_AGENTS } from './migrations/fleetAgents.js';
 import { FLEET_COMMANDS } from './migrations/fleetCommands.js';
+import { GROUP_LINK } from './migrations/groupLink.js';
 import { KEYED_CHAIN } from './migrations/keyedChain.js';
 import { TICKETS } from './migrations/tickets.js';
 import { MIGRATION_LOCK_CLASS, type SqlSession } from './sql.js';
@@ -32,6 +33,7 @@ export const MIGRATIONS: Migration[] = [
   { version: 4, name: 'async_commit', sql: ASYNC_COMMIT },
   { version: 5, name: 'fleet_agents', sql: FLEET_AGENTS },
   { version: 6, name: 'fleet_commands', sql: FLEET_COMMANDS },
+  { version: 7, name: 'group_link', sql: GROUP_LINK },
 ];
 
 export interface ApplyMigrationsOptions {
