@@ -103,69 +103,82 @@ const event = (instance: string, seq: number, over: Partial<ChainEvent> = {}): C
 });
 
 describe('event log on PostgreSQL', () => {
-  it('4 processes × 250 transitions share one chain: 1,000 events once each, seq gapless, chain ok', async () => {
-    const instances = ['w1', 'w2', 'w3', 'w4'].map((w) => `${w}-${db.schema}`);
-    // All four start (and migrate) at once, then write at once.
-    const writers = instances.map((instance) =>
-      startWriter({
-        CHAIN_URL: db.url,
-        CHAIN_WORKSPACE: 'ws-shared',
-        CHAIN_INSTANCE: instance,
-        CHAIN_TRANSITIONS: '250',
-      }),
-    );
-    await Promise.all(writers.map((w) => w.ready));
-    for (const w of writers) w.go();
-    const reports = await Promise.all(writers.map((w) => w.report));
-    for (const r of reports) {
-      expect(r).toMatchObject({
-        flushed: true,
-        emit: { emitted: 250, failures: 0 },
-        sink: { appended: 250, dropped: 0, outboxDepth: 0 },
-      });
-    }
-    const { rows } = await db.pool.query<{ instance_id: string; seqs: string[]; n: string }>(
-      `SELECT instance_id, array_agg(seq ORDER BY chain_seq)::text[] AS seqs, count(*) AS n
-         FROM event_log WHERE workspace_id = 'ws-shared' GROUP BY instance_id ORDER BY instance_id`,
-    );
-    expect(rows.map((r) => r.instance_id)).toEqual([...instances].sort());
-    for (const r of rows) {
-      // Each instance's events: seq 1..250, once each, in their commit order along the chain.
-      expect(r.seqs.map(Number)).toEqual(Array.from({ length: 250 }, (_, i) => i + 1));
-    }
-    const { rows: chain } = await db.pool.query<{
-      n: string;
-      lo: string;
-      hi: string;
-      heads: string;
-    }>(
-      `SELECT count(*) AS n, min(chain_seq) AS lo, max(chain_seq) AS hi,
-              count(*) FILTER (WHERE prev_event_hash IS NULL) AS heads
-         FROM event_log WHERE workspace_id = 'ws-shared'`,
-    );
-    expect(chain[0]).toEqual({ n: '1000', lo: '1', hi: '1000', heads: '1' });
-    // The processes really interleaved on the one chain.
-    const { rows: switches } = await db.pool.query<{ n: string }>(
-      `SELECT count(*) AS n FROM (
-         SELECT instance_id, lag(instance_id) OVER (ORDER BY chain_seq) AS prev
-           FROM event_log WHERE workspace_id = 'ws-shared') s
-        WHERE prev IS DISTINCT FROM instance_id`,
-    );
-    expect(Number(switches[0]!.n)).toBeGreaterThan(4);
-
-    const sink = createPostgresSink({ workspaceId: 'ws-shared', pool: db.pool });
-    await sink.start();
-    try {
-      expect(await sink.verifyChain()).toEqual(chainOk(1000));
-      const { rows: migrations } = await db.pool.query(
-        'SELECT version FROM kora_opstate_migrations ORDER BY version',
+  // Unkeyed, the database links; keyed, each writer links with the key, and writers that
+  // find the head moved offer their events to be linked together (migration 7).
+  it.each([
+    { mode: 'unkeyed', ws: 'ws-shared', key: undefined },
+    { mode: 'keyed', ws: 'ws-shared-keyed', key: 'test-chain-key-0123456789abcdefghijklmnop' },
+  ])(
+    '4 processes × 250 transitions share one $mode chain: 1,000 events once each, seq gapless, chain ok',
+    async ({ mode, ws, key }) => {
+      const instances = ['w1', 'w2', 'w3', 'w4'].map((w) => `${w}-${mode}-${db.schema}`);
+      // All four start (and migrate) at once, then write at once.
+      const writers = instances.map((instance) =>
+        startWriter({
+          CHAIN_URL: db.url,
+          CHAIN_WORKSPACE: ws,
+          CHAIN_INSTANCE: instance,
+          CHAIN_TRANSITIONS: '250',
+          ...(key ? { CHAIN_KEY: key } : {}),
+        }),
       );
-      // Four processes started at once, yet each migration ran once.
-      expect(migrations).toEqual(MIGRATIONS.map((m) => ({ version: m.version })));
-    } finally {
-      await sink.close();
-    }
-  }, 60_000);
+      await Promise.all(writers.map((w) => w.ready));
+      for (const w of writers) w.go();
+      const reports = await Promise.all(writers.map((w) => w.report));
+      for (const r of reports) {
+        expect(r).toMatchObject({
+          flushed: true,
+          emit: { emitted: 250, failures: 0 },
+          sink: { appended: 250, dropped: 0, outboxDepth: 0 },
+        });
+      }
+      const { rows } = await db.pool.query<{ instance_id: string; seqs: string[]; n: string }>(
+        `SELECT instance_id, array_agg(seq ORDER BY chain_seq)::text[] AS seqs, count(*) AS n
+         FROM event_log WHERE workspace_id = $1 GROUP BY instance_id ORDER BY instance_id`,
+        [ws],
+      );
+      expect(rows.map((r) => r.instance_id)).toEqual([...instances].sort());
+      for (const r of rows) {
+        // Each instance's events: seq 1..250, once each, in their commit order along the chain.
+        expect(r.seqs.map(Number)).toEqual(Array.from({ length: 250 }, (_, i) => i + 1));
+      }
+      const { rows: chain } = await db.pool.query<{
+        n: string;
+        lo: string;
+        hi: string;
+        heads: string;
+      }>(
+        `SELECT count(*) AS n, min(chain_seq) AS lo, max(chain_seq) AS hi,
+              count(*) FILTER (WHERE prev_event_hash IS NULL) AS heads
+         FROM event_log WHERE workspace_id = $1`,
+        [ws],
+      );
+      expect(chain[0]).toEqual({ n: '1000', lo: '1', hi: '1000', heads: '1' });
+      // The processes really interleaved on the one chain.
+      const { rows: switches } = await db.pool.query<{ n: string }>(
+        `SELECT count(*) AS n FROM (
+         SELECT instance_id, lag(instance_id) OVER (ORDER BY chain_seq) AS prev
+           FROM event_log WHERE workspace_id = $1) s
+        WHERE prev IS DISTINCT FROM instance_id`,
+        [ws],
+      );
+      expect(Number(switches[0]!.n)).toBeGreaterThan(4);
+
+      const sink = createPostgresSink({ workspaceId: ws, pool: db.pool, chainKey: key });
+      await sink.start();
+      try {
+        expect(await sink.verifyChain()).toEqual(chainOk(1000, key ? { keyedFrom: 1 } : {}));
+        const { rows: migrations } = await db.pool.query(
+          'SELECT version FROM kora_opstate_migrations ORDER BY version',
+        );
+        // Four processes started at once, yet each migration ran once.
+        expect(migrations).toEqual(MIGRATIONS.map((m) => ({ version: m.version })));
+      } finally {
+        await sink.close();
+      }
+    },
+    60_000,
+  );
 
   it('verifyChain names the event whose stored payload was tampered with', async () => {
     const sink = createPostgresSink({ workspaceId: 'ws-tamper', pool: db.pool });

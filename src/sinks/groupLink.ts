@@ -39,8 +39,9 @@ export function offerPool(session: SqlSession): OfferPool | undefined {
 /**
  * The offer's HMAC with the chain key, over the JSON text it stores: a leader links only
  * offers made by a holder of the key.
+ * @internal
  */
-function offerMac(key: ChainKey, ws: string, text: string): string {
+export function offerMac(key: ChainKey, ws: string, text: string): string {
   return createHmac('sha256', key.secret)
     .update(`kora-opstate offer\n${ws}\n${text}`, 'utf8')
     .digest('hex');

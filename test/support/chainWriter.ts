@@ -3,7 +3,7 @@
  * `CHAIN_TRANSITIONS` claim transitions (ready ⇄ active), then flush and report.
  *
  * Env: CHAIN_URL (connection string, search_path set), CHAIN_WORKSPACE, CHAIN_INSTANCE,
- * CHAIN_TRANSITIONS. Prints `ready` once started, waits for a `go` line on stdin (so
+ * CHAIN_TRANSITIONS; CHAIN_KEY (optional) makes the sink keyed. Prints `ready` once started, waits for a `go` line on stdin (so
  * several writers really run at once), then prints one JSON line: { instanceId, emit, sink }.
  */
 import { once } from 'node:events';
@@ -20,6 +20,7 @@ const env = (name: string) => {
 const sink = createPostgresSink({
   workspaceId: env('CHAIN_WORKSPACE'),
   connectionString: env('CHAIN_URL'),
+  chainKey: process.env.CHAIN_KEY || undefined,
 });
 // Every child starts (and migrates) at once: the migration lock is under test too.
 await sink.start();

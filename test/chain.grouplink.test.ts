@@ -1,0 +1,367 @@
+/**
+ * Several keyed writers on one chain, linked together (migration 7, SPEC §10), on the
+ * real PostgreSQL: offers that wait together are linked in one commit by one leader;
+ * an offer is refused alone (a CHECK, a reused instance id) and an unsigned one never
+ * linked; a leader that dies or fails holding the lock takes the lock with it; a sink
+ * switches to offers under contention and back to one statement once alone.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { GENERIC_TRANSITION_EVENT } from '../src/emit.js';
+import { appendByOffer, type OfferPool, offerMac } from '../src/sinks/groupLink.js';
+import { ChainWriteError, createChainKey } from '../src/sinks/keyed.js';
+import { prepare } from '../src/sinks/linking.js';
+import { applyMigrations } from '../src/sinks/migrations.js';
+import { createPostgresSink } from '../src/sinks/postgres.js';
+import { CHAIN_LOCK_CLASS } from '../src/sinks/sql.js';
+import type { ChainEvent } from '../src/sinks/types.js';
+import { chainOk } from './support/chainResult.js';
+import { childEnv } from './support/env.js';
+import { recordingLogger } from './support/logger.js';
+import { createTestSchema, type TestSchema } from './support/postgres.js';
+
+const KEY = 'test-chain-key-0123456789abcdefghijklmnop';
+const key = createChainKey(KEY);
+
+let db: TestSchema;
+const closers: (() => Promise<unknown>)[] = [];
+const children = new Set<ChildProcess>();
+
+beforeAll(async () => {
+  db = await createTestSchema('grouplink');
+  await applyMigrations(db.pool);
+}, 60_000);
+
+afterEach(async () => {
+  for (const child of children) child.kill('SIGKILL');
+  children.clear();
+  for (const close of closers.splice(0).reverse()) await close().catch(() => {});
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+let wsCounter = 0;
+const freshWorkspace = (label: string) => `ws-${label}-${++wsCounter}`;
+
+const event = (ws: string, instance: string, seq: number, over: Partial<ChainEvent> = {}) =>
+  ({
+    event_type: GENERIC_TRANSITION_EVENT,
+    payload: { from_primary_state: 'ready', to_primary_state: 'active', n: seq },
+    workspace_id: ws,
+    agent_id: 'agent-a',
+    instance_id: `${ws}:${instance}`,
+    seq,
+    occurred_at: new Date(Date.UTC(2026, 11, 4, 21, 0, 0, seq)).toISOString(),
+    ...over,
+  }) satisfies ChainEvent;
+
+/** A pool of one connection, as each writer process has its own. */
+function writerPool(): pg.Pool {
+  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  closers.push(() => pool.end());
+  return pool;
+}
+
+function keyedSink(ws: string, pool: OfferPool | pg.Pool = writerPool()) {
+  const sink = createPostgresSink({
+    workspaceId: ws,
+    pool: pool as pg.Pool,
+    chainKey: KEY,
+    logger: recordingLogger(),
+  });
+  closers.push(() => sink.close());
+  return sink;
+}
+
+/** The chain of `ws`, verified with the key. */
+async function verify(ws: string) {
+  const sink = keyedSink(ws);
+  await sink.start();
+  return sink.verifyChain();
+}
+
+/** A connection holding the chain lock of `ws`, as a leader does. */
+async function holdChainLock(ws: string) {
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  closers.push(() => c.end());
+  await c.query('SELECT pg_advisory_lock($1, hashtext($2))', [CHAIN_LOCK_CLASS, ws]);
+  return {
+    release: () => c.query('SELECT pg_advisory_unlock($1, hashtext($2))', [CHAIN_LOCK_CLASS, ws]),
+  };
+}
+
+/** Sessions waiting for the chain lock of `ws` (pg_locks keeps the two keys as oids). */
+async function waiters(ws: string): Promise<number> {
+  const { rows } = await db.pool.query(
+    `SELECT count(*)::int AS n FROM pg_locks
+      WHERE locktype = 'advisory' AND NOT granted AND classid = $1::bigint::oid
+        AND objid = ((hashtext($2)::bigint + 4294967296) % 4294967296)::oid AND objsubid = 2`,
+    [CHAIN_LOCK_CLASS, ws],
+  );
+  return rows[0].n;
+}
+
+const waitForWaiters = (ws: string, n: number) =>
+  vi.waitFor(
+    async () => {
+      expect(await waiters(ws)).toBe(n);
+    },
+    { timeout: 20_000, interval: 20 },
+  );
+
+async function chainRows(ws: string) {
+  const { rows } = await db.pool.query(
+    `SELECT chain_seq::int, instance_id, seq::int, this_event_hash, xmin::text AS tx
+       FROM event_log WHERE workspace_id = $1 ORDER BY chain_seq`,
+    [ws],
+  );
+  return rows as {
+    chain_seq: number;
+    instance_id: string;
+    seq: number;
+    this_event_hash: string;
+    tx: string;
+  }[];
+}
+
+async function openOffers(ws: string) {
+  const { rows } = await db.pool.query(
+    'SELECT offer_id, state, result FROM event_offer WHERE workspace_id = $1 ORDER BY offer_id',
+    [ws],
+  );
+  return rows;
+}
+
+const offer = (pool: OfferPool, events: ChainEvent[]) => appendByOffer(pool, key, prepare(events));
+
+describe('several keyed writers on one chain (migration 7)', () => {
+  it('offers that wait together are linked together: one leader, one commit, each writer answered with its own head', async () => {
+    const ws = freshWorkspace('together');
+    const lock = await holdChainLock(ws);
+    const appends = ['a', 'b', 'c'].map((w) => offer(writerPool(), [event(ws, w, 1)]));
+    // Each offer is committed before its writer queues on the lock.
+    await waitForWaiters(ws, 3);
+    expect((await openOffers(ws)).map((o) => o.state)).toEqual(['offered', 'offered', 'offered']);
+    await lock.release();
+    const results = await Promise.all(appends);
+
+    expect(results.map((r) => r.led).sort()).toEqual([0, 0, 3]);
+    const rows = await chainRows(ws);
+    expect(rows.map((r) => r.chain_seq)).toEqual([1, 2, 3]);
+    expect(new Set(rows.map((r) => r.tx)).size).toBe(1); // one transaction, one commit
+    results.forEach((r, i) => {
+      const mine = rows.find((row) => row.instance_id === `${ws}:${'abc'[i]}`)!;
+      expect(r).toMatchObject({
+        stored: 1,
+        head: { chain_seq: mine.chain_seq, hash: mine.this_event_hash },
+      });
+    });
+    expect(await openOffers(ws)).toEqual([]); // each writer took its answer away
+    expect(await verify(ws)).toEqual(chainOk(3, { keyedFrom: 1 }));
+  });
+
+  it('an offer is refused alone: a CHECK of event_log, a reused instance id; a retried event is skipped', async () => {
+    const ws = freshWorkspace('refusals');
+    const seed = keyedSink(ws);
+    await seed.start();
+    await seed.append([event(ws, 'seeded', 1)]);
+
+    const lock = await holdChainLock(ws);
+    const good = offer(writerPool(), [event(ws, 'good', 1)]);
+    const badType = offer(writerPool(), [
+      event(ws, 'bad', 1),
+      event(ws, 'bad', 2, { event_type: 'kora.not_a_type' }),
+    ]);
+    const reusedId = offer(writerPool(), [
+      event(ws, 'seeded', 1, { payload: { another: 'event' } }),
+    ]);
+    const retry = offer(writerPool(), [event(ws, 'seeded', 1), event(ws, 'retry', 1)]);
+    for (const p of [good, badType, reusedId, retry]) p.catch(() => {});
+    await waitForWaiters(ws, 4);
+    await lock.release();
+
+    await expect(good).resolves.toMatchObject({ stored: 1 });
+    const refusedType = await badType.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(refusedType).toBeInstanceOf(ChainWriteError);
+    expect(refusedType).toMatchObject({ code: '23514' });
+    expect(String((refusedType as Error).message)).toContain('kora.not_a_type');
+    await expect(reusedId).rejects.toMatchObject({
+      code: '23505',
+      message: expect.stringContaining(`instance id reused: instance "${ws}:seeded" seq 1`),
+    });
+    await expect(retry).resolves.toMatchObject({ stored: 1 });
+
+    // Nothing of the refused offers, everything of the others, in one verified chain.
+    const rows = await chainRows(ws);
+    expect(rows.map((r) => `${r.instance_id.split(':')[1]}/${r.seq}`).sort()).toEqual([
+      'good/1',
+      'retry/1',
+      'seeded/1',
+    ]);
+    expect(await seed.verifyChain()).toEqual(chainOk(3, { keyedFrom: 1 }));
+    expect(await openOffers(ws)).toEqual([]);
+  });
+
+  it('an offer not signed with the chain key is never linked (a database writer without the key)', async () => {
+    const ws = freshWorkspace('forged');
+    const lock = await holdChainLock(ws);
+    const forged = JSON.stringify(prepare([event(ws, 'forged', 1)]));
+    const other = createChainKey('another-chain-key-987654-zyxwvutsrqponmlk');
+    await db.pool.query(
+      `INSERT INTO event_offer (workspace_id, events, mac) VALUES ($1, $2, 'not-a-mac'), ($1, $2, $3)`,
+      [ws, forged, offerMac(other, ws, forged)],
+    );
+    const genuine = offer(writerPool(), [event(ws, 'genuine', 1)]);
+    await waitForWaiters(ws, 1);
+    await lock.release();
+
+    await expect(genuine).resolves.toMatchObject({ stored: 1, led: 3 });
+    expect((await chainRows(ws)).map((r) => r.instance_id)).toEqual([`${ws}:genuine`]);
+    const left = await openOffers(ws);
+    expect(left.map((o) => [o.state, o.result.code])).toEqual([
+      ['refused', '28000'],
+      ['refused', '28000'],
+    ]);
+    expect(left[0].result.message).toContain('not signed with this chain key');
+    expect(await verify(ws)).toEqual(chainOk(1, { keyedFrom: 1 }));
+  });
+
+  it('a leader killed while holding the lock takes the lock with it: the writers behind it go on', async () => {
+    const ws = freshWorkspace('killed');
+    const text = JSON.stringify(prepare([event(ws, 'killed', 1)]));
+    // A writer process that leads, then dies by SIGKILL before it links.
+    const child = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import pg from 'pg';
+         const c = new pg.Client({ connectionString: process.env.URL });
+         await c.connect();
+         const { rows } = await c.query('CALL kora_opstate_offer($1, $2, $3, NULL)',
+           [process.env.WS, process.env.OFFER, process.env.MAC]);
+         process.stdout.write(rows[0].r.state + '\\n');
+         setInterval(() => {}, 1000);`,
+      ],
+      {
+        cwd: process.cwd(),
+        env: childEnv({ URL: db.url, WS: ws, OFFER: text, MAC: offerMac(key, ws, text) }),
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    children.add(child);
+    const said = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (d) => {
+        out += d;
+        if (out.includes('\n')) resolve(out.trim());
+      });
+      child.once('exit', (code) => reject(new Error(`leader exited ${code} before leading`)));
+    });
+    expect(said).toBe('lead');
+
+    const behind = ['x', 'y'].map((w) => offer(writerPool(), [event(ws, w, 1)]));
+    await waitForWaiters(ws, 2);
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+
+    const results = await Promise.all(behind);
+    // The next leader links every open offer — the dead writer's too: its next run finds
+    // it stored (the same event) and skips it.
+    expect(results.map((r) => r.led).sort()).toEqual([0, 3]);
+    expect((await chainRows(ws)).map((r) => r.instance_id.split(':')[1]).sort()).toEqual([
+      'killed',
+      'x',
+      'y',
+    ]);
+    expect(await verify(ws)).toEqual(chainOk(3, { keyedFrom: 1 }));
+  });
+
+  it('a leader whose store fails drops its connection, not the lock into the pool; its retry finds the events stored', async () => {
+    const ws = freshWorkspace('failed');
+    const pool = writerPool();
+    let fail = true;
+    const failing: OfferPool = {
+      async connect() {
+        const client = await pool.connect();
+        return Object.assign(Object.create(client) as typeof client, {
+          query: (text: string, params?: unknown[]) => {
+            if (fail && text.includes('kora_opstate_link_offers')) {
+              return Promise.reject(new Error('connection lost mid-link'));
+            }
+            return client.query(text, params);
+          },
+          release: (err?: Error | boolean) => client.release(err),
+        });
+      },
+    };
+    const mine = [event(ws, 'failing', 1)];
+    await expect(offer(failing, mine)).rejects.toThrow('connection lost mid-link');
+    // The connection that held the lock was destroyed, so the lock went with it.
+    expect(pool.totalCount).toBe(0);
+
+    const next = await offer(writerPool(), [event(ws, 'next', 1)]);
+    expect(next).toMatchObject({ stored: 1, led: 2 }); // its own offer and the failed one
+    fail = false;
+    await expect(offer(failing, mine)).resolves.toMatchObject({ stored: 0, led: 1 });
+    expect(await verify(ws)).toEqual(chainOk(2, { keyedFrom: 1 }));
+  });
+
+  it('a sink switches to offers when the head moves under it, and back to one statement once alone', async () => {
+    const ws = freshWorkspace('switch');
+    const rival = keyedSink(ws);
+    await rival.start();
+    await rival.append([event(ws, 'rival', 1)]);
+    const pool = writerPool();
+    const statements: string[] = [];
+    const counting = new Proxy(pool, {
+      get(target, prop) {
+        if (prop === 'query') {
+          return (text: string, params?: unknown[]) => {
+            const m = /kora_opstate_(append_keyed|offer)\b/.exec(text);
+            if (m) statements.push(m[1]!);
+            return target.query(text, params);
+          };
+        }
+        if (prop === 'connect') {
+          return async () => {
+            const client = await target.connect();
+            const query = client.query.bind(client);
+            return Object.assign(Object.create(client) as typeof client, {
+              query: (text: string, params?: unknown[]) => {
+                if (/kora_opstate_offer\b/.test(text)) statements.push('offer');
+                return query(text, params as never);
+              },
+              release: (err?: Error | boolean) => client.release(err),
+            });
+          };
+        }
+        const v = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const sink = keyedSink(ws, counting as unknown as pg.Pool);
+    await sink.start();
+    statements.length = 0;
+    for (let seq = 1; seq <= 10; seq++) await sink.append([event(ws, 'me', seq)]);
+    // Its first statement bets on a head it does not know (the rival moved it): it offers,
+    // and keeps offering until it has led its own offer alone 8 times in a row; then one
+    // statement again.
+    expect(statements).toEqual([
+      'append_keyed',
+      ...Array<string>(8).fill('offer'),
+      'append_keyed',
+      'append_keyed',
+    ]);
+    expect(sink.stats).toMatchObject({ appended: 10, failures: 0 });
+    expect(await sink.verifyChain()).toEqual(chainOk(11, { keyedFrom: 1 }));
+  });
+});
