@@ -105,6 +105,21 @@ export async function benchWriters(options: SuiteOptions = {}): Promise<BenchRow
           r.plain,
         ),
       );
+      if (n > 1 && n === max) {
+        // What sharing one chain costs, against the same writers with no lock in common.
+        rows.push(
+          row(
+            {
+              ...base,
+              name: `${n} writers on one workspace, vs the same on ${n} workspaces`,
+              baseline: `${n} writers on ${n} workspaces (one each), same rounds`,
+              baselineUnit: 'appends/s',
+            },
+            r.one,
+            r.several,
+          ),
+        );
+      }
     }
     const v = await one[0]!.verifyChain();
     const expected = [...seqs].filter(([k]) => k.startsWith('one')).reduce((a, [, n]) => a + n, 0);
