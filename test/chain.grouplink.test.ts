@@ -136,33 +136,45 @@ async function openOffers(ws: string) {
   return rows;
 }
 
-const offer = (pool: OfferPool, events: ChainEvent[]) => appendByOffer(pool, key, prepare(events));
+/**
+ * An append through an offer, as a sink on this server makes it: its leader commits
+ * asynchronously and each writer waits on the WAL barrier, no lock held (`barrier`), or,
+ * for a role without the barrier, the leader commits synchronously.
+ */
+const offer = (pool: OfferPool, events: ChainEvent[], barrier = true) =>
+  appendByOffer(pool, key, prepare(events), barrier);
 
 describe('several keyed writers on one chain (migration 7)', () => {
-  it('offers that wait together are linked together: one leader, one commit, each writer answered with its own head', async () => {
-    const ws = freshWorkspace('together');
-    const lock = await holdChainLock(ws);
-    const appends = ['a', 'b', 'c'].map((w) => offer(writerPool(), [event(ws, w, 1)]));
-    // Each offer is committed before its writer queues on the lock.
-    await waitForWaiters(ws, 3);
-    expect((await openOffers(ws)).map((o) => o.state)).toEqual(['offered', 'offered', 'offered']);
-    await lock.release();
-    const results = await Promise.all(appends);
+  it.each([
+    { commit: 'asynchronous, then the WAL barrier', barrier: true },
+    { commit: 'synchronous', barrier: false },
+  ])(
+    'offers that wait together are linked together: one leader, one commit ($commit), each writer answered with its own head',
+    async ({ barrier }) => {
+      const ws = freshWorkspace('together');
+      const lock = await holdChainLock(ws);
+      const appends = ['a', 'b', 'c'].map((w) => offer(writerPool(), [event(ws, w, 1)], barrier));
+      // Each offer is committed before its writer queues on the lock.
+      await waitForWaiters(ws, 3);
+      expect((await openOffers(ws)).map((o) => o.state)).toEqual(['offered', 'offered', 'offered']);
+      await lock.release();
+      const results = await Promise.all(appends);
 
-    expect(results.map((r) => r.led).sort()).toEqual([0, 0, 3]);
-    const rows = await chainRows(ws);
-    expect(rows.map((r) => r.chain_seq)).toEqual([1, 2, 3]);
-    expect(new Set(rows.map((r) => r.tx)).size).toBe(1); // one transaction, one commit
-    results.forEach((r, i) => {
-      const mine = rows.find((row) => row.instance_id === `${ws}:${'abc'[i]}`)!;
-      expect(r).toMatchObject({
-        stored: 1,
-        head: { chain_seq: mine.chain_seq, hash: mine.this_event_hash },
+      expect(results.map((r) => r.led).sort()).toEqual([0, 0, 3]);
+      const rows = await chainRows(ws);
+      expect(rows.map((r) => r.chain_seq)).toEqual([1, 2, 3]);
+      expect(new Set(rows.map((r) => r.tx)).size).toBe(1); // one transaction, one commit
+      results.forEach((r, i) => {
+        const mine = rows.find((row) => row.instance_id === `${ws}:${'abc'[i]}`)!;
+        expect(r).toMatchObject({
+          stored: 1,
+          head: { chain_seq: mine.chain_seq, hash: mine.this_event_hash },
+        });
       });
-    });
-    expect(await openOffers(ws)).toEqual([]); // each writer took its answer away
-    expect(await verify(ws)).toEqual(chainOk(3, { keyedFrom: 1 }));
-  });
+      expect(await openOffers(ws)).toEqual([]); // each writer took its answer away
+      expect(await verify(ws)).toEqual(chainOk(3, { keyedFrom: 1 }));
+    },
+  );
 
   it('an offer is refused alone: a CHECK of event_log, a reused instance id; a retried event is skipped', async () => {
     const ws = freshWorkspace('refusals');
@@ -245,7 +257,7 @@ describe('several keyed writers on one chain (migration 7)', () => {
         `import pg from 'pg';
          const c = new pg.Client({ connectionString: process.env.URL });
          await c.connect();
-         const { rows } = await c.query('CALL kora_opstate_offer($1, $2, $3, NULL)',
+         const { rows } = await c.query('CALL kora_opstate_offer($1, $2, $3, true, NULL)',
            [process.env.WS, process.env.OFFER, process.env.MAC]);
          process.stdout.write(rows[0].r.state + '\\n');
          setInterval(() => {}, 1000);`,

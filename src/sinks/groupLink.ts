@@ -82,8 +82,8 @@ interface Lead {
 
 type OfferAnswer = Lead | { state: 'linked' | 'refused' | 'lost'; result: Outcome['result'] };
 
-const OFFER_SQL = 'CALL kora_opstate_offer($1, $2, $3, NULL)';
-const LINK_SQL = 'CALL kora_opstate_link_offers($1, $2, $3, $4::jsonb, $5::jsonb, NULL)';
+const OFFER_SQL = 'CALL kora_opstate_offer($1, $2, $3, $4, NULL)';
+const LINK_SQL = 'CALL kora_opstate_link_offers($1, $2, $3, $4::jsonb, $5::jsonb, $6, NULL)';
 
 const refusal = (err: unknown): Outcome => {
   const e = err as { code?: unknown; message?: unknown; constraint?: unknown };
@@ -236,6 +236,7 @@ export async function appendByOffer(
   pool: OfferPool,
   key: ChainKey,
   batch: readonly Prepared[],
+  barrier: boolean,
 ): Promise<{ stored: number; head: ChainHead | undefined; led: number }> {
   const ws = batch[0]!.workspace_id;
   const offered = JSON.stringify(batch);
@@ -252,10 +253,11 @@ export async function appendByOffer(
   let led = 0;
   try {
     for (let tries = 0; outcome === undefined; tries++) {
-      const answer = (await client.query(OFFER_SQL, [ws, offered, mac])).rows[0]!.r as OfferAnswer;
+      const answer = (await client.query(OFFER_SQL, [ws, offered, mac, barrier])).rows[0]!
+        .r as OfferAnswer;
       if (answer.state === 'lead') {
         led = answer.offers.length;
-        outcome = await lead(client, key, ws, answer);
+        outcome = await lead(client, key, ws, answer, barrier);
       } else if (answer.state !== 'lost') {
         outcome = answer as Outcome;
       } else if (tries >= 2) {
@@ -273,7 +275,13 @@ export async function appendByOffer(
 }
 
 /** Links the open offers (holding the lock), relinking without an offer event_log refuses. */
-async function lead(client: PoolClient, key: ChainKey, ws: string, answer: Lead): Promise<Outcome> {
+async function lead(
+  client: PoolClient,
+  key: ChainKey,
+  ws: string,
+  answer: Lead,
+  barrier: boolean,
+): Promise<Outcome> {
   const own = String(answer.offer_id);
   const refused = new Map<string, Outcome>();
   for (;;) {
@@ -288,6 +296,7 @@ async function lead(client: PoolClient, key: ChainKey, ws: string, answer: Lead)
         key.keyId,
         JSON.stringify(rows),
         JSON.stringify(others),
+        barrier,
       ])
     ).rows[0]! as { r: { refused?: Refused } };
     if (!r.refused) return outcomes.get(own)!;

@@ -106,7 +106,7 @@ export class KeyedAppender {
     const sync = pool !== undefined || !asyncCommit;
     try {
       // While writers contend, the head this writer knows is stale: offer at once.
-      if (pool && this.#contended) return await this.#offer(pool, batch);
+      if (pool && this.#contended) return await this.#offer(pool, batch, asyncCommit);
       const tries = pool ? 1 : OPTIMISTIC_TRIES;
       for (let attempt = 0; attempt < tries && batch.length > 0; attempt++) {
         const expected = this.#known ?? { seq: 0, hash: null };
@@ -148,7 +148,7 @@ export class KeyedAppender {
       if (batch.length === 0) return { stored: 0, head: undefined, durable: false };
       if (pool) {
         this.#contended = true;
-        return await this.#offer(pool, batch);
+        return await this.#offer(pool, batch, asyncCommit);
       }
       return { ...(await this.#appendLocked(session, batch, asyncCommit)), durable: !asyncCommit };
     } catch (err) {
@@ -158,8 +158,8 @@ export class KeyedAppender {
   }
 
   /** Through an offer (migration 7): linked in a batch with the other writers' offers. */
-  async #offer(pool: OfferPool, batch: Prepared[]): Promise<KeyedAppend> {
-    const r = await appendByOffer(pool, this.#key, batch);
+  async #offer(pool: OfferPool, batch: Prepared[], barrier: boolean): Promise<KeyedAppend> {
+    const r = await appendByOffer(pool, this.#key, batch, barrier);
     // Leading its own offer alone, again and again: no one contends any more, and one
     // statement will do again. (Once alone proves little: two writers often take turns.)
     this.#alone = r.led === 1 ? this.#alone + 1 : 0;

@@ -48,7 +48,8 @@ CREATE INDEX event_offer_workspace_idx ON event_offer (workspace_id, offer_id);
 -- gone (a crash emptied the table: offer again), else {state: 'lead', offer_id, head_seq,
 -- head_hash, offers, taken} holding the lock: the caller links and calls
 -- kora_opstate_link_offers, or drops its connection.
-CREATE PROCEDURE kora_opstate_offer(ws text, offered text, offer_mac text, INOUT r jsonb DEFAULT NULL)
+CREATE PROCEDURE kora_opstate_offer(ws text, offered text, offer_mac text, barrier boolean,
+                                    INOUT r jsonb DEFAULT NULL)
 LANGUAGE plpgsql
 AS $fn$
 DECLARE
@@ -68,6 +69,11 @@ BEGIN
   IF own_state IS DISTINCT FROM 'offered' THEN
     DELETE FROM event_offer WHERE offer_id = own;
     PERFORM pg_advisory_unlock(${LOCK});
+    IF barrier THEN
+      -- The leader let the lock go before its commit was flushed: this commit waits for
+      -- the flush (WAL is flushed in order), with no lock held.
+      PERFORM pg_logical_emit_message(true, 'kora-opstate', '');
+    END IF;
     r := jsonb_build_object('state', coalesce(own_state, 'lost'), 'result', own_res);
     RETURN;
   END IF;
@@ -102,7 +108,8 @@ $fn$;
 -- {refused_event_id, code, constraint, message} (the lock still held): the leader refuses
 -- that event's offer, relinks the rest and calls again.
 CREATE PROCEDURE kora_opstate_link_offers(ws text, own bigint, link_key_id text, linked jsonb,
-                                          outcomes jsonb, INOUT r jsonb DEFAULT NULL)
+                                          outcomes jsonb, barrier boolean,
+                                          INOUT r jsonb DEFAULT NULL)
 LANGUAGE plpgsql
 AS $fn$
 DECLARE
@@ -140,8 +147,15 @@ BEGIN
     DELETE FROM event_offer
      WHERE workspace_id = ws AND state <> 'offered' AND offered_at < now() - interval '10 minutes';
   END IF;
+  IF barrier THEN
+    PERFORM set_config('synchronous_commit', 'off', true);
+  END IF;
   COMMIT;
   PERFORM pg_advisory_unlock(${LOCK});
+  IF barrier THEN
+    -- Visible, and the lock free, at once; durable when this commit's flush covers it.
+    PERFORM pg_logical_emit_message(true, 'kora-opstate', '');
+  END IF;
   r := jsonb_build_object('stored', n);
 END
 $fn$;
