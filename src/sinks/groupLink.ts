@@ -4,16 +4,15 @@
  * the lock with its offer still open links every open offer in one batch.
  * @internal
  */
-import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
-import { type ChainKey, ChainWriteError, linkV2 } from './keyed.js';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { type ChainKey, ChainWriteError } from './keyed.js';
 import {
-  canonical,
   explainRefusal,
   identity,
-  identityOf,
+  link,
   type Prepared,
+  type Prior,
   pairKey,
-  reused,
   type Taken,
 } from './linking.js';
 import type { SqlSession } from './sql.js';
@@ -103,7 +102,7 @@ const refusal = (err: unknown): Outcome => {
  * whole; a retried event (already stored, or earlier in the batch) is left out.
  */
 function plan(key: ChainKey, ws: string, lead: Lead, refused: ReadonlyMap<string, Outcome>) {
-  const known = new Map<string, { id: string; chainSeq: number; ws: string }>();
+  const known = new Map<string, Prior>();
   for (const t of lead.taken) {
     let id: string;
     try {
@@ -112,9 +111,9 @@ function plan(key: ChainKey, ws: string, lead: Lead, refused: ReadonlyMap<string
       id = ''; // a stored payload with no canonical form equals no new event
     }
     known.set(pairKey(t.instance_id, t.seq), {
-      id,
       chainSeq: Number(t.chain_seq),
       ws: t.workspace_id,
+      id: () => id,
     });
   }
   let seq = Number(lead.head_seq ?? 0);
@@ -143,54 +142,23 @@ function plan(key: ChainKey, ws: string, lead: Lead, refused: ReadonlyMap<string
       continue;
     }
     try {
-      const mine: Record<string, unknown>[] = [];
-      const local = new Map<string, { id: string; chainSeq: number; ws: string }>();
-      let s = seq;
-      let h = hash;
-      for (const e of events) {
-        const pair = pairKey(e.instance_id, e.seq);
-        const prior = local.get(pair) ?? known.get(pair);
-        if (prior) {
-          if (prior.id === identityOf(e)) continue;
-          throw reused(e, prior.chainSeq, prior.ws);
-        }
-        const eventId = randomUUID();
-        const linked = canonical(e, () =>
-          linkV2(key, h, { ...e, event_id: eventId, chain_seq: s + 1 }),
-        );
-        mine.push({
-          ...e,
-          event_id: eventId,
-          chain_seq: s + 1,
-          prev_event_hash: h,
-          this_event_hash: linked,
-        });
-        local.set(pair, {
-          get id() {
-            return identityOf(e);
-          },
-          chainSeq: s + 1,
-          ws: e.workspace_id,
-        });
-        s += 1;
-        h = linked;
-      }
-      for (const [pair, v] of local) known.set(pair, v);
-      for (const r of mine) {
+      const linked = link(key, events, { seq, hash }, known);
+      for (const [pair, prior] of linked.seen) known.set(pair, prior);
+      for (const r of linked.rows) {
         owner.set(String(r.event_id), oid);
         owner.set(pairKey(String(r.instance_id), Number(r.seq)), oid);
         rows.push(r);
       }
+      const stored = linked.rows.length;
       outcomes.set(oid, {
         state: 'linked',
         result: {
-          stored: mine.length,
-          head_seq: mine.length ? s : null,
-          head_hash: mine.length ? h : null,
+          stored,
+          head_seq: stored ? linked.head.seq : null,
+          head_hash: stored ? linked.head.hash : null,
         },
       });
-      seq = s;
-      hash = h;
+      ({ seq, hash } = linked.head);
     } catch (err) {
       outcomes.set(oid, refusal(err));
     }

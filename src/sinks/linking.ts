@@ -113,21 +113,35 @@ export interface KnownHead {
   readonly hash: string | null;
 }
 
+/** What a later event at the same `(instance_id, seq)` is compared with. @internal */
+export interface Prior {
+  readonly chainSeq: number;
+  readonly ws: string;
+  /** Its {@link identity}, computed when needed (only a repeated pair needs it). */
+  id(): string;
+}
+
 /**
  * Links `batch` onto `head`: a new event id, position and HMAC each. A pair repeated in
- * the batch is a retry (skipped) or another event (refused).
+ * the batch, or `known` from elsewhere (stored, or in an earlier offer), is a retry
+ * (skipped) or another event (refused). `seen` holds the pairs this batch linked.
  */
-export function link(key: ChainKey, batch: readonly Prepared[], head: KnownHead) {
+export function link(
+  key: ChainKey,
+  batch: readonly Prepared[],
+  head: KnownHead,
+  known?: ReadonlyMap<string, Prior>,
+) {
   const rows: Record<string, unknown>[] = [];
-  const seen = new Map<string, { event: Prepared; chainSeq: number }>();
+  const seen = new Map<string, Prior>();
   let seq = head.seq;
   let hash = head.hash;
   for (const e of batch) {
     const pair = pairKey(e.instance_id, e.seq);
-    const prior = seen.get(pair);
+    const prior = seen.get(pair) ?? known?.get(pair);
     if (prior) {
-      if (identityOf(prior.event) === identityOf(e)) continue;
-      throw reused(e, prior.chainSeq, e.workspace_id);
+      if (prior.id() === identityOf(e)) continue;
+      throw reused(e, prior.chainSeq, prior.ws);
     }
     const eventId = randomUUID();
     const linked = canonical(e, () =>
@@ -140,11 +154,11 @@ export function link(key: ChainKey, batch: readonly Prepared[], head: KnownHead)
       prev_event_hash: hash,
       this_event_hash: linked,
     });
-    seen.set(pair, { event: e, chainSeq: seq + 1 });
+    seen.set(pair, { chainSeq: seq + 1, ws: e.workspace_id, id: () => identityOf(e) });
     seq += 1;
     hash = linked;
   }
-  return { rows, head: { seq, hash } };
+  return { rows, head: { seq, hash }, seen };
 }
 
 /** A CHECK's own message does not say which event it refused: name it (as migration 3 does). */
