@@ -1,7 +1,8 @@
 /**
  * The keyed sink's writer (SPEC §10): it links a batch with the chain key (`keyed.ts`)
- * onto the head it knows and stores it, optimistically in one statement, else under the
- * chain lock; a retried event is skipped, a reused instance id refused.
+ * onto the head it knows and stores it, optimistically in one statement; when writers
+ * contend, through offers linked together (Postgres) or under the chain lock (PGlite); a
+ * retried event is skipped, a reused instance id refused.
  */
 import { appendByOffer, type OfferPool, offerPool } from './groupLink.js';
 import type { ChainKey } from './keyed.js';
