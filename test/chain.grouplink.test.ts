@@ -234,7 +234,7 @@ describe('several keyed writers on one chain (migration 7)', () => {
     await waitForWaiters(ws, 1);
     await lock.release();
 
-    await expect(genuine).resolves.toMatchObject({ stored: 1, led: 3 });
+    await expect(genuine).resolves.toMatchObject({ stored: 1, led: 3, unsigned: 2 });
     expect((await chainRows(ws)).map((r) => r.instance_id)).toEqual([`${ws}:genuine`]);
     const left = await openOffers(ws);
     expect(left.map((o) => [o.state, o.result.code])).toEqual([
@@ -243,6 +243,37 @@ describe('several keyed writers on one chain (migration 7)', () => {
     ]);
     expect(left[0].result.message).toContain('not signed with this chain key');
     expect(await verify(ws)).toEqual(chainOk(1, { keyedFrom: 1 }));
+  });
+
+  it('a sink that refuses unsigned offers as leader says so in a warning naming the workspace and key', async () => {
+    const ws = freshWorkspace('forged-sink');
+    const rival = keyedSink(ws);
+    await rival.start();
+    await rival.append([event(ws, 'rival', 1)]);
+    const forged = JSON.stringify(prepare([event(ws, 'forged', 1)]));
+    await db.pool.query(
+      `INSERT INTO event_offer (workspace_id, events, mac) VALUES ($1, $2, 'not-a-mac')`,
+      [ws, forged],
+    );
+    const logger = recordingLogger();
+    const sink = createPostgresSink({
+      workspaceId: ws,
+      pool: writerPool(),
+      chainKey: KEY,
+      logger,
+    });
+    closers.push(() => sink.close());
+    await sink.start();
+    // It does not know the head the rival made: its one statement misses, it offers and
+    // leads the open offers, the forged one among them.
+    await sink.append([event(ws, 'me', 1)]);
+    expect(logger.find('warn', 'not signed with the chain key')).toEqual([
+      expect.stringContaining(
+        `refused 1 offer(s) in event_offer of workspace "${ws}" that are not signed with the chain key (key id ${key.keyId})`,
+      ),
+    ]);
+    expect((await chainRows(ws)).map((r) => r.instance_id)).toEqual([`${ws}:rival`, `${ws}:me`]);
+    expect(await verify(ws)).toEqual(chainOk(2, { keyedFrom: 1 }));
   });
 
   it('a leader killed while holding the lock takes the lock with it: the writers behind it go on', async () => {

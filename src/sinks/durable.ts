@@ -300,6 +300,14 @@ export class SqlEventSink implements DurableChainSink {
       if (r.head) this.#head = r.head;
       stored = r.stored;
       durable = r.durable;
+      if (r.unsigned) {
+        report(
+          this.#logger,
+          'warn',
+          this.#backend.tag,
+          `refused ${r.unsigned} offer(s) in event_offer of workspace ${quote(this.workspaceId)} that are not signed with the chain key (key id ${this.#key!.keyId}): never linked — someone without the key wrote them`,
+        );
+      }
     } else {
       const sql = asyncCommit ? APPEND_ASYNC_SQL : APPEND_SQL;
       const { rows } = await session.query(sql, [JSON.stringify(events)]);

@@ -121,6 +121,7 @@ function plan(key: ChainKey, ws: string, lead: Lead, refused: ReadonlyMap<string
   const rows: Record<string, unknown>[] = [];
   const owner = new Map<string, string>(); // event id or pair → offer id
   const outcomes = new Map<string, Outcome>();
+  let unsigned = 0;
   for (const offer of lead.offers) {
     const oid = String(offer.offer_id);
     const already = refused.get(oid);
@@ -130,6 +131,7 @@ function plan(key: ChainKey, ws: string, lead: Lead, refused: ReadonlyMap<string
     }
     const events = verifiedEvents(key, ws, offer);
     if (events === undefined) {
+      unsigned++;
       outcomes.set(
         oid,
         refusal(
@@ -163,7 +165,7 @@ function plan(key: ChainKey, ws: string, lead: Lead, refused: ReadonlyMap<string
       outcomes.set(oid, refusal(err));
     }
   }
-  return { rows, owner, outcomes };
+  return { rows, owner, outcomes, unsigned };
 }
 
 /** What `kora_opstate_link_offers` answers when event_log refuses an event. */
@@ -197,7 +199,8 @@ const asResult = (o: Outcome): { stored: number; head: ChainHead | undefined } =
 /**
  * Appends `batch` by offering it (migration 7): answered by whoever linked it, or, as the
  * leader, links every open offer. `led` says how many offers this call linked as leader
- * (0 when another writer linked it): 1 means no one else was waiting.
+ * (0 when another writer linked it): 1 means no one else was waiting. `unsigned`: offers
+ * it refused because their MAC does not verify — someone without the key wrote them.
  * @internal
  */
 export async function appendByOffer(
@@ -205,7 +208,7 @@ export async function appendByOffer(
   key: ChainKey,
   batch: readonly Prepared[],
   barrier: boolean,
-): Promise<{ stored: number; head: ChainHead | undefined; led: number }> {
+): Promise<{ stored: number; head: ChainHead | undefined; led: number; unsigned: number }> {
   const ws = batch[0]!.workspace_id;
   const offered = JSON.stringify(batch);
   const mac = offerMac(key, ws, offered);
@@ -219,13 +222,14 @@ export async function appendByOffer(
   (client as unknown as NodeJS.EventEmitter).on?.('error', onError);
   let outcome: Outcome | undefined;
   let led = 0;
+  let unsigned = 0;
   try {
     for (let tries = 0; outcome === undefined; tries++) {
       const answer = (await client.query(OFFER_SQL, [ws, offered, mac, barrier])).rows[0]!
         .r as OfferAnswer;
       if (answer.state === 'lead') {
         led = answer.offers.length;
-        outcome = await lead(client, key, ws, answer, barrier);
+        ({ outcome, unsigned } = await lead(client, key, ws, answer, barrier));
       } else if (answer.state !== 'lost') {
         outcome = answer as Outcome;
       } else if (tries >= 2) {
@@ -239,7 +243,7 @@ export async function appendByOffer(
     (client as unknown as NodeJS.EventEmitter).off?.('error', onError);
     client.release(broken ?? false);
   }
-  return { ...asResult(outcome), led };
+  return { ...asResult(outcome), led, unsigned };
 }
 
 /** Links the open offers (holding the lock), relinking without an offer event_log refuses. */
@@ -249,11 +253,11 @@ async function lead(
   ws: string,
   answer: Lead,
   barrier: boolean,
-): Promise<Outcome> {
+): Promise<{ outcome: Outcome; unsigned: number }> {
   const own = String(answer.offer_id);
   const refused = new Map<string, Outcome>();
   for (;;) {
-    const { rows, owner, outcomes } = plan(key, ws, answer, refused);
+    const { rows, owner, outcomes, unsigned } = plan(key, ws, answer, refused);
     const others = [...outcomes]
       .filter(([id]) => id !== own)
       .map(([offer_id, o]) => ({ offer_id, ...o }));
@@ -267,7 +271,7 @@ async function lead(
         barrier,
       ])
     ).rows[0]! as { r: { refused?: Refused } };
-    if (!r.refused) return outcomes.get(own)!;
+    if (!r.refused) return { outcome: outcomes.get(own)!, unsigned };
     const offer = refusedOffer(r.refused, owner);
     const err = Object.assign(new Error(r.refused.message), r.refused);
     if (offer === undefined || refused.has(offer)) {

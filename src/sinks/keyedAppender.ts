@@ -57,6 +57,8 @@ export interface KeyedAppend {
   stored: number;
   head: ChainHead | undefined;
   durable: boolean;
+  /** Offers it refused as leader, not signed with the key (see `groupLink.ts`). */
+  unsigned?: number;
 }
 
 /** Optimistic tries (one statement each) before appending under an explicit lock. */
@@ -166,7 +168,7 @@ export class KeyedAppender {
     this.#alone = r.led === 1 ? this.#alone + 1 : 0;
     this.#contended = this.#alone < ALONE_TO_UNCONTEND;
     this.#known = r.head ? { seq: r.head.chain_seq, hash: r.head.hash } : undefined;
-    return { stored: r.stored, head: r.head, durable: true };
+    return { stored: r.stored, head: r.head, durable: true, unsigned: r.unsigned };
   }
 
   /** The same, holding the chain lock while linking: one transaction, five round trips. */
