@@ -104,9 +104,10 @@ END
 $fn$;
 
 -- The leader's store: the linked events, each other offer's outcome (its own offer is
--- deleted), one commit, then the lock goes. An event that event_log refuses stores nothing and is answered
--- {refused_event_id, code, constraint, message} (the lock still held): the leader refuses
--- that event's offer, relinks the rest and calls again.
+-- deleted), one commit, then the lock goes (with barrier: the commit is asynchronous, and
+-- a synchronous one after the unlock makes it durable). An event that event_log refuses
+-- stores nothing and is answered {refused: {detail, code, constraint, message}} (the lock
+-- still held): the leader refuses that event's offer, relinks the rest and calls again.
 CREATE PROCEDURE kora_opstate_link_offers(ws text, own bigint, link_key_id text, linked jsonb,
                                           outcomes jsonb, barrier boolean,
                                           INOUT r jsonb DEFAULT NULL)
