@@ -6,6 +6,7 @@
  * switches to offers under contention and back to one statement once alone.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { GENERIC_TRANSITION_EVENT } from '../src/emit.js';
@@ -153,7 +154,8 @@ describe('several keyed writers on one chain (migration 7)', () => {
     async ({ barrier }) => {
       const ws = freshWorkspace('together');
       const lock = await holdChainLock(ws);
-      const appends = ['a', 'b', 'c'].map((w) => offer(writerPool(), [event(ws, w, 1)], barrier));
+      const pools = ['a', 'b', 'c'].map(() => writerPool());
+      const appends = pools.map((pool, i) => offer(pool, [event(ws, 'abc'[i]!, 1)], barrier));
       // Each offer is committed before its writer queues on the lock.
       await waitForWaiters(ws, 3);
       expect((await openOffers(ws)).map((o) => o.state)).toEqual(['offered', 'offered', 'offered']);
@@ -172,9 +174,119 @@ describe('several keyed writers on one chain (migration 7)', () => {
         });
       });
       expect(await openOffers(ws)).toEqual([]); // each writer took its answer away
+      // No lock left held: each connection went back to its pool, to be used again.
+      expect(pools.map((p) => [p.totalCount, p.idleCount])).toEqual([
+        [1, 1],
+        [1, 1],
+        [1, 1],
+      ]);
       expect(await verify(ws)).toEqual(chainOk(3, { keyedFrom: 1 }));
     },
   );
+
+  it('a retried event is left out across offers; the same pair holding another event refuses its offer, naming the position', async () => {
+    const ws = freshWorkspace('pairs');
+    const lock = await holdChainLock(ws);
+    const first = offer(writerPool(), [event(ws, 'p', 1), event(ws, 'p', 1), event(ws, 'p', 2)]);
+    await waitForWaiters(ws, 1);
+    const again = offer(writerPool(), [event(ws, 'p', 2), event(ws, 'q', 1)]);
+    await waitForWaiters(ws, 2);
+    const other = offer(writerPool(), [event(ws, 'p', 1, { payload: { another: 'event' } })]);
+    other.catch(() => {});
+    await waitForWaiters(ws, 3);
+    await lock.release();
+
+    // The first in line leads (offers are linked in offer order): p/1 once, p/2 once.
+    await expect(first).resolves.toMatchObject({ stored: 2, led: 3, head: { chain_seq: 2 } });
+    await expect(again).resolves.toMatchObject({ stored: 1, led: 0, head: { chain_seq: 3 } });
+    await expect(other).rejects.toMatchObject({
+      code: '23505',
+      message: expect.stringContaining(
+        `seq 1 is already stored as another event (#1 of workspace "${ws}")`,
+      ),
+    });
+    const rows = await chainRows(ws);
+    expect(rows.map((r) => `${r.instance_id.split(':')[1]}/${r.seq}`)).toEqual([
+      'p/1',
+      'p/2',
+      'q/1',
+    ]);
+    expect(await verify(ws)).toEqual(chainOk(3, { keyedFrom: 1 }));
+  });
+
+  it('a writer whose connection is cut while it waits for its turn rejects; the pool drops that connection and its offer is linked by the next leader', async () => {
+    const ws = freshWorkspace('cut');
+    const lock = await holdChainLock(ws);
+    const pool = writerPool();
+    const cut = offer(pool, [event(ws, 'cut', 1)]);
+    cut.catch(() => {});
+    await waitForWaiters(ws, 1);
+    const { rows } = await db.pool.query(
+      `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1::bigint::oid`,
+      [CHAIN_LOCK_CLASS],
+    );
+    await db.pool.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+    await expect(cut).rejects.toThrow(/terminat/);
+    expect(pool.totalCount).toBe(0);
+    await lock.release();
+
+    await expect(offer(writerPool(), [event(ws, 'next', 1)])).resolves.toMatchObject({
+      stored: 1,
+      led: 2,
+    });
+    expect((await chainRows(ws)).map((r) => r.instance_id.split(':')[1])).toEqual(['cut', 'next']);
+    expect(await verify(ws)).toEqual(chainOk(2, { keyedFrom: 1 }));
+  });
+
+  it('a leader whose connection dies between its turn and its store rejects, without an unhandled error, and frees the lock', async () => {
+    const ws = freshWorkspace('died');
+    const pool = writerPool();
+    const dying: OfferPool = {
+      async connect() {
+        const client = (await pool.connect()) as pg.PoolClient & { processID: number };
+        return Object.assign(Object.create(client) as typeof client, {
+          query: async (text: string, params?: unknown[]) => {
+            if (text.includes('kora_opstate_link_offers')) {
+              // The server goes away while the leader links (no query in flight): the
+              // client reports it as an 'error' event, then ends.
+              const ended = new Promise((resolve) => client.once('end', resolve));
+              await db.pool.query('SELECT pg_terminate_backend($1)', [client.processID]);
+              await ended;
+            }
+            return client.query(text, params);
+          },
+          release: (err?: Error | boolean) => client.release(err),
+        });
+      },
+    };
+    await expect(offer(dying, [event(ws, 'died', 1)])).rejects.toThrow();
+    expect(pool.totalCount).toBe(0);
+    await expect(offer(writerPool(), [event(ws, 'next', 1)])).resolves.toMatchObject({
+      stored: 1,
+      led: 2,
+    });
+    expect(await verify(ws)).toEqual(chainOk(2, { keyedFrom: 1 }));
+  });
+
+  it('a writer whose offer is gone when its turn comes (a crash empties the unlogged table) offers again', async () => {
+    const ws = freshWorkspace('lost');
+    const lock = await holdChainLock(ws);
+    const lost = offer(writerPool(), [event(ws, 'lost', 1)]);
+    await waitForWaiters(ws, 1);
+    await db.pool.query('DELETE FROM event_offer WHERE workspace_id = $1', [ws]);
+    await lock.release();
+
+    await expect(lost).resolves.toMatchObject({ stored: 1, led: 1, head: { chain_seq: 1 } });
+    expect(await verify(ws)).toEqual(chainOk(1, { keyedFrom: 1 }));
+  });
+
+  it('the offer MAC is HMAC-SHA256 of "kora-opstate offer", the workspace and the JSON text, with the chain key: writers of other versions must agree on it', () => {
+    const text = JSON.stringify(prepare([event('ws-mac', 'm', 1)]));
+    expect(offerMac(key, 'ws-mac', text)).toBe(
+      createHmac('sha256', KEY).update(`kora-opstate offer\nws-mac\n${text}`).digest('hex'),
+    );
+    expect(offerMac(key, 'ws-other', text)).not.toBe(offerMac(key, 'ws-mac', text));
+  });
 
   it('an offer is refused alone: a CHECK of event_log, a reused instance id; a retried event is skipped', async () => {
     const ws = freshWorkspace('refusals');
@@ -354,7 +466,12 @@ describe('several keyed writers on one chain (migration 7)', () => {
     const next = await offer(writerPool(), [event(ws, 'next', 1)]);
     expect(next).toMatchObject({ stored: 1, led: 2 }); // its own offer and the failed one
     fail = false;
-    await expect(offer(failing, mine)).resolves.toMatchObject({ stored: 0, led: 1 });
+    await expect(offer(failing, mine)).resolves.toEqual({
+      stored: 0,
+      head: undefined,
+      led: 1,
+      unsigned: 0,
+    });
     expect(await verify(ws)).toEqual(chainOk(2, { keyedFrom: 1 }));
   });
 
