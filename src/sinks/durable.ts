@@ -296,6 +296,7 @@ export class SqlEventSink implements DurableChainSink {
     let stored: number;
     let durable = false;
     if (this.#keyed) {
+      // With the barrier, a group of offers commits asynchronously and waits for it.
       const r = await this.#keyed.append(session, events, asyncCommit);
       if (r.head) this.#head = r.head;
       stored = r.stored;
@@ -315,10 +316,10 @@ export class SqlEventSink implements DurableChainSink {
       stored = Number(r?.stored ?? 0);
       if (r && stored > 0) this.#head = { chain_seq: Number(r.head_seq), hash: r.head_hash };
     }
-    // Durable only once the WAL is flushed past the commit. An append committed
-    // asynchronously (unkeyed; a keyed one on one session) waits on the barrier's own
-    // synchronous commit, outside the chain lock; it covers a retry that found them
-    // stored, too. A keyed append on a pool committed synchronously (KeyedAppender).
+    // Durable only once the WAL is flushed past the commit. An unkeyed append committed
+    // asynchronously waits on the barrier's own synchronous commit, outside the chain
+    // lock; so does a keyed retry that found its events stored (their first commit). A
+    // keyed append that stored something is flushed already (KeyedAppender).
     if (asyncCommit && !durable) await session.query(this.#backend.walBarrier!);
     return stored;
   }

@@ -46,11 +46,12 @@ const INSERT_SQL = `INSERT INTO event_log (event_id, workspace_id, agent_id, ins
       instance_id text, seq bigint, event_type text, payload jsonb, occurred_at timestamptz,
       chain_seq bigint, prev_event_hash text, this_event_hash text)`;
 
-const APPEND_KEYED_SQL = (fn: string) =>
-  `SELECT ${fn}($1::bigint, $2::text, $3::text, $4::jsonb) AS r`;
-const APPEND_KEYED = APPEND_KEYED_SQL('kora_opstate_append_keyed');
-/** Committing asynchronously (migration 4): the caller runs its WAL barrier next. */
-const APPEND_KEYED_ASYNC = APPEND_KEYED_SQL('kora_opstate_append_keyed_async');
+/**
+ * Committed synchronously: only a writer that is alone appends this way, so no one waits
+ * on the lock behind its flush (migration 4's `_async` twin is no longer called).
+ */
+const APPEND_KEYED =
+  'SELECT kora_opstate_append_keyed($1::bigint, $2::text, $3::text, $4::jsonb) AS r';
 
 /** What an append stored, the head after it, and whether it is flushed already. @internal */
 export interface KeyedAppend {
@@ -96,20 +97,20 @@ export class KeyedAppender {
   }
 
   /**
-   * `asyncCommit`: on one session, commit without waiting for the WAL flush (the caller
-   * then waits for it). `durable`: the append is flushed already (no barrier needed).
+   * Every commit is synchronous (`durable` when it stored something). `barrier`: the
+   * server runs the WAL barrier, so a group of offers commits asynchronously and each
+   * writer waits for the flush with no lock held (see `groupLink.ts`).
    */
   async append(
     session: SqlSession,
     events: readonly ChainEvent[],
-    asyncCommit = false,
+    barrier = false,
   ): Promise<KeyedAppend> {
     let batch = prepare(events);
     const pool = offerPool(session);
-    const sync = pool !== undefined || !asyncCommit;
     try {
       // While writers contend, the head this writer knows is stale: offer at once.
-      if (pool && this.#contended) return await this.#offer(pool, batch, asyncCommit);
+      if (pool && this.#contended) return await this.#offer(pool, batch, barrier);
       const tries = pool ? 1 : OPTIMISTIC_TRIES;
       for (let attempt = 0; attempt < tries && batch.length > 0; attempt++) {
         const expected = this.#known ?? { seq: 0, hash: null };
@@ -124,7 +125,7 @@ export class KeyedAppender {
         try {
           ({
             rows: [{ r }],
-          } = await session.query(sync ? APPEND_KEYED : APPEND_KEYED_ASYNC, [
+          } = await session.query(APPEND_KEYED, [
             expected.seq === 0 ? null : expected.seq,
             expected.hash,
             this.#key.keyId,
@@ -138,7 +139,7 @@ export class KeyedAppender {
           return {
             stored: r.stored,
             head: { chain_seq: head.seq, hash: head.hash! },
-            durable: sync,
+            durable: true,
           };
         }
         // Not the head any more, or some pairs are stored already (the same events: a
@@ -151,9 +152,9 @@ export class KeyedAppender {
       if (batch.length === 0) return { stored: 0, head: undefined, durable: false };
       if (pool) {
         this.#contended = true;
-        return await this.#offer(pool, batch, asyncCommit);
+        return await this.#offer(pool, batch, barrier);
       }
-      return { ...(await this.#appendLocked(session, batch, asyncCommit)), durable: !asyncCommit };
+      return { ...(await this.#appendLocked(session, batch)), durable: true };
     } catch (err) {
       this.#known = undefined;
       throw err;
@@ -175,11 +176,9 @@ export class KeyedAppender {
   #appendLocked(
     session: SqlSession,
     batch: Prepared[],
-    asyncCommit: boolean,
   ): Promise<{ stored: number; head: ChainHead | undefined }> {
     const ws = batch[0]!.workspace_id;
     return inTransaction(session, async (tx) => {
-      if (asyncCommit) await tx.query('SET LOCAL synchronous_commit = off');
       await tx.query(`SELECT pg_advisory_xact_lock(${CHAIN_LOCK_CLASS}, hashtext($1))`, [ws]);
       const { rows } = await tx.query(HEAD_AND_TAKEN_SQL, [
         ws,
